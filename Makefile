@@ -1,0 +1,44 @@
+# make demo: run the service on the embedded default (SQLite, local memory, eager tasks, console provider).
+# make test: run the whole suite. With DATABASE_URL, REDIS_URL and CELERY_BROKER_URL set it runs on
+#            Postgres, Redis and a real Celery worker, services tests included.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+PORT ?= 8000
+DEMO_ENV = DJANGO_DEBUG=1 PUBLIC_BASE_URL=http://127.0.0.1:$(PORT)
+
+.PHONY: demo test venv lint bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	mkdir -p var
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	$(DEMO_ENV) DJANGO_SUPERUSER_PASSWORD=admin $(BIN)/python manage.py createsuperuser --noinput \
+		--username admin --email admin@example.com 2>/dev/null || true
+	@echo ""
+	@echo "  smsgate demo on http://127.0.0.1:$(PORT)/"
+	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/  (log in as admin / admin)"
+	@echo "  Try:    curl -X POST 127.0.0.1:$(PORT)/sms-handler -d From=+919876543210 -d To=57675 -d Body=2"
+	@echo ""
+	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+test: venv
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: venv
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* .pytest_cache

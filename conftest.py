@@ -1,0 +1,286 @@
+"""
+Shared test fixtures.
+
+Tests run on the production settings (DEBUG off). Without DATABASE_URL, REDIS_URL and
+CELERY_BROKER_URL they run on the embedded default; with them, on Postgres and Redis,
+and the tests marked `services` run against a real Celery worker that this session
+starts. Tests not marked `services` always run Celery tasks in-process.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+SERVICES_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+WEBHOOK_SECRET = "test-webhook-secret"
+ROOT = Path(__file__).resolve().parent
+
+
+def services_configured() -> bool:
+    return all(os.environ.get(name) for name in SERVICES_ENV)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `services` need the real services; without them they are deselected, not skipped."""
+    if services_configured():
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("services") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+def pytest_report_header(config):
+    if services_configured():
+        return "smsgate: Postgres/Redis/Celery run (tests marked 'services' included)"
+    return "smsgate: embedded default (tests marked 'services' need DATABASE_URL, REDIS_URL, CELERY_BROKER_URL)"
+
+
+# Network guard ---------------------------------------------------------------------
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(sock, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and host not in ("127.0.0.1", "::1", "localhost"):
+        raise ConnectionRefusedError(f"tests may not reach {address!r}: only loopback is allowed")
+    return _real_connect(sock, address)
+
+
+@pytest.fixture(autouse=True)
+def _block_network(monkeypatch):
+    """No test reaches a real provider: only loopback (our services, local fakes) is allowed."""
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only_connect)
+
+
+# Settings, cache and Celery ----------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    settings.WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.PUBLIC_BASE_URL = "https://sms.example.com"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _celery_mode(request):
+    """In-process tasks for every test but those marked `services`, which use the real worker."""
+    from smsgate.celery import app
+
+    eager = request.node.get_closest_marker("services") is None
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = eager or saved[0]
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+# Webhook helpers -------------------------------------------------------------------
+
+
+def load_fixture(app: str, provider: str, name: str) -> bytes:
+    """A recorded payload from <app>/tests/fixtures/<provider>/<name>; JSON ones must parse."""
+    path = ROOT / app / "tests" / "fixtures" / provider / name
+    raw = path.read_bytes()
+    if path.suffix == ".json":
+        json.loads(raw)
+    return raw
+
+
+@pytest.fixture
+def post_webhook(client):
+    """POST a raw body to a webhook URL, signed for the generic provider unless told otherwise."""
+
+    def post(path: str, body: bytes | str | dict, *, content_type: str | None = None, headers=None, sign=True):
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            content_type = content_type or "application/json"
+        if isinstance(body, str):
+            body = body.encode()
+        if content_type is None:
+            content_type = "application/json" if body[:1] in (b"{", b"[") else "application/x-www-form-urlencoded"
+        extra = {"HTTP_X_WEBHOOK_SECRET": WEBHOOK_SECRET} if sign else {}
+        for name, value in (headers or {}).items():
+            extra["HTTP_" + name.upper().replace("-", "_")] = value
+        return client.generic("POST", path, body, content_type=content_type, **extra)
+
+    return post
+
+
+# A real local HTTP server standing in for a provider's API -----------------------------
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeResponse:
+    status: int = 200
+    body: dict | list | str = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class ProviderServer:
+    """
+    Answers every request with the next scripted FakeResponse (the last one repeats),
+    or with `respond(request) -> FakeResponse`, and records what it received.
+    """
+
+    def __init__(self):
+        self.requests: list[RecordedRequest] = []
+        self.script: list[FakeResponse] = [FakeResponse(200, {"id": "gw-1"})]
+        self.respond: Callable[[RecordedRequest], FakeResponse] | None = None
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                recorded = RecordedRequest(self.command, self.path, dict(self.headers), self.rfile.read(length))
+                with server._lock:
+                    server.requests.append(recorded)
+                    if server.respond is not None:
+                        reply = server.respond(recorded)
+                    else:
+                        reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+                data = payload.encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", reply.headers.get("Content-Type", "application/json"))
+                    for name, value in reply.headers.items():
+                        if name != "Content-Type":
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            do_GET = do_POST = do_PUT = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[RecordedRequest]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.requests) >= count:
+                return self.requests
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} requests at the fake provider, got {len(self.requests)}")
+
+
+@pytest.fixture
+def provider_server():
+    server = ProviderServer().start()
+    yield server
+    server.stop()
+
+
+# A real Celery worker for tests marked `services` --------------------------------------
+
+
+def _database_url(db: dict) -> str:
+    user = quote(db.get("USER") or "")
+    password = quote(db.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, tmp_path_factory):
+    """A `celery worker` process on the test database, the real broker and Redis."""
+    from django.conf import settings
+
+    from smsgate.celery import app
+
+    app.control.purge()
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(settings.DATABASES["default"]),
+        # Close connections after each task so the test database can be dropped at the end.
+        "DB_CONN_MAX_AGE": "0",
+        "PUBLIC_BASE_URL": "https://sms.example.com",
+    }
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO"]
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if process.returncode not in (0, -15, None):
+            sys.stderr.write(log_path.read_text()[-5000:])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

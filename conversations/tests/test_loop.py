@@ -1,0 +1,73 @@
+"""The whole loop: inbound webhook -> reply handed to the gateway -> status webhook -> delivered."""
+
+import contextlib
+from functools import partial
+
+import pytest
+
+from commands.tests.factories import ShortcodeFactory
+from conftest import FakeResponse, load_fixture, wait_until
+from delivery.models import DeliveryReport, Message
+
+
+def demo_shortcode(provider_server):
+    from django.core.management import call_command
+
+    call_command("seed_demo", verbosity=0)
+    shortcode = ShortcodeFactory(number="57675")
+    shortcode.provider = "generic"
+    shortcode.provider_config = {"outbound_url": f"{provider_server.url}/send"}
+    shortcode.save()
+    return shortcode
+
+
+def run_loop(post_webhook, provider_server, fixture: str, commits=contextlib.nullcontext):
+    # given: the demo shortcode replying through the generic gateway
+    demo_shortcode(provider_server)
+    provider_server.script = [FakeResponse(201, {"id": "gw-1"})]
+
+    # when: an aggregator posts an inbound SMS "2"
+    with commits():
+        response = post_webhook("/webhooks/generic/inbound/", load_fixture("conversations", "generic", fixture))
+    assert response.status_code == 200, response.content
+
+    # then: the reply reached the gateway with our reference and callback URL
+    sent = provider_server.wait_for(1)[0]
+    payload = sent.json()
+    reply = Message.objects.get(direction="out")
+    assert payload["to"] == "+919876543210"
+    assert payload["from"] == "57675"
+    assert payload["message"] == "You are not registered yet. Send 1 to register."
+    assert payload["reference"] == str(reply.uuid)
+    assert payload["callback_url"] == f"https://sms.example.com/webhooks/generic/status/?ref={reply.uuid}"
+    wait_until(lambda: Message.objects.get(pk=reply.pk).status == "sent", what="reply marked sent")
+    reply.refresh_from_db()
+    assert reply.provider_message_id == "gw-1"
+    inbound = Message.objects.get(direction="in")
+    wait_until(lambda: Message.objects.get(pk=inbound.pk).status == "handled", what="inbound handled")
+    assert reply.in_reply_to_id == inbound.id
+
+    # when: the gateway reports delivery
+    response = post_webhook(f"/webhooks/generic/status/?ref={reply.uuid}", {"id": "gw-1", "status": "delivered"})
+
+    # then
+    assert response.status_code == 200
+    reply.refresh_from_db()
+    assert reply.status == "delivered"
+    assert reply.delivered_at is not None
+    assert DeliveryReport.objects.get().message_id == reply.id
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "fixture", ["inbound_form.txt", "inbound_json.json", "inbound_seed_names.json", "inbound_seed_form.txt"]
+)
+def test_loop_on_embedded_default(post_webhook, provider_server, django_capture_on_commit_callbacks, fixture):
+    run_loop(post_webhook, provider_server, fixture, partial(django_capture_on_commit_callbacks, execute=True))
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fixture", ["inbound_form.txt", "inbound_json.json"])
+def test_loop_on_postgres_redis_and_a_celery_worker(celery_worker, post_webhook, provider_server, fixture):
+    run_loop(post_webhook, provider_server, fixture)

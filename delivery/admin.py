@@ -1,0 +1,184 @@
+import contextlib
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from delivery.models import DeliveryReport, Message
+from delivery.phones import InvalidPhoneNumber, to_e164
+from delivery.services import messages_requeue
+
+
+class ReadOnlyAdminMixin:
+    """Logs are written by the pipeline only; nobody edits or deletes them in the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class DeliveryReportInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = DeliveryReport
+    fields = (
+        "received_at",
+        "provider_status",
+        "status",
+        "applied",
+        "error_code",
+        "error_message",
+    )
+    readonly_fields = fields
+    extra = 0
+    ordering = ("received_at",)
+
+
+class ReplyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Message
+    fk_name = "in_reply_to"
+    fields = ("created_at", "body", "status", "provider_message_id", "error_message")
+    readonly_fields = fields
+    extra = 0
+    verbose_name = _("reply")
+    verbose_name_plural = _("replies")
+    show_change_link = True
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "arrow",
+        "phone",
+        "shortcode",
+        "text",
+        "status",
+        "provider",
+        "provider_message_id",
+    )
+    list_filter = ("direction", "status", "provider", "shortcode", "created_at")
+    # Exact matches only: the table is large and agents search by number or id.
+    search_fields = ("=phone", "=provider_message_id", "=uuid")
+    search_help_text = _("Exact phone number (any format) or provider message id.")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_per_page = 50
+    list_select_related = ("in_reply_to",)
+    readonly_fields = [field.name for field in Message._meta.fields]
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "direction",
+                    "status",
+                    "shortcode",
+                    "phone",
+                    "body",
+                    "in_reply_to",
+                )
+            },
+        ),
+        (
+            _("Provider"),
+            {
+                "fields": (
+                    "provider",
+                    "provider_message_id",
+                    "provider_options",
+                    "uuid",
+                    "attempts",
+                )
+            },
+        ),
+        (_("Errors"), {"fields": ("error_code", "error_message")}),
+        (
+            _("Times"),
+            {
+                "fields": (
+                    "created_at",
+                    "handled_at",
+                    "sent_at",
+                    "delivered_at",
+                    "updated_at",
+                )
+            },
+        ),
+        (_("Raw payload"), {"classes": ("collapse",), "fields": ("raw_payload",)}),
+    )
+    inlines = (ReplyInline, DeliveryReportInline)
+    actions = ("requeue",)
+
+    def get_queryset(self, request):
+        # The raw payload is only read on the detail page.
+        return super().get_queryset(request).defer("raw_payload", "provider_options")
+
+    def get_search_results(self, request, queryset, search_term):
+        with contextlib.suppress(InvalidPhoneNumber):
+            search_term = to_e164(search_term, region=settings.SMS_DEFAULT_REGION)
+        return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # The change page is shown read-only to those who may view it.
+        return False
+
+    def has_requeue_permission(self, request):
+        return request.user.has_perm("delivery.requeue_message")
+
+    @admin.display(description=_("dir"), ordering="direction")
+    def arrow(self, obj):
+        return "← in" if obj.direction == Message.Direction.INBOUND else "→ out"
+
+    @admin.display(description=_("text"))
+    def text(self, obj):
+        return obj.body if len(obj.body) <= 60 else obj.body[:59] + "…"
+
+    @admin.action(permissions=["requeue"], description=_("Send the selected failed replies again"))
+    def requeue(self, request, queryset):
+        count = messages_requeue(message_ids=list(queryset.values_list("id", flat=True)))
+        skipped = queryset.count() - count
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d message queued again.",
+                "%(count)d messages queued again.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
+        if skipped:
+            self.message_user(
+                request,
+                _("%(n)d skipped: only failed outbound messages are sent again.") % {"n": skipped},
+            )
+
+
+@admin.register(DeliveryReport)
+class DeliveryReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "received_at",
+        "provider",
+        "provider_message_id",
+        "provider_status",
+        "status",
+        "applied",
+        "message",
+    )
+    list_filter = ("provider", "status", "applied", "received_at")
+    search_fields = ("=provider_message_id", "=reference", "=message__phone")
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    list_select_related = ("message",)
+    readonly_fields = [field.name for field in DeliveryReport._meta.fields]

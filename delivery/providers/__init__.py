@@ -1,0 +1,41 @@
+"""Provider registry, built once from settings.SMS_PROVIDERS (slug -> class path)."""
+
+from functools import cache
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from delivery.providers.base import Provider
+
+
+class UnknownProvider(LookupError):
+    pass
+
+
+@cache
+def _registry() -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    for slug, path in settings.SMS_PROVIDERS.items():
+        provider = import_string(path)()
+        assert provider.slug == slug, f"{path} declares slug {provider.slug!r}, registered as {slug!r}"
+        providers[slug] = provider
+    return providers
+
+
+def get_provider(slug: str) -> Provider:
+    try:
+        return _registry()[slug]
+    except KeyError:
+        raise UnknownProvider(slug) from None
+
+
+def all_providers() -> list[Provider]:
+    return list(_registry().values())
+
+
+def detect_provider(request) -> Provider:
+    """The provider a slug-less webhook (/sms-handler, /sms-dlr) came from; generic when none claims it."""
+    for provider in all_providers():
+        if provider.slug != "generic" and provider.receives_webhooks and provider.looks_like_inbound(request):
+            return provider
+    return get_provider("generic")

@@ -1,0 +1,155 @@
+"""
+Generic provider: for aggregators without a module of their own.
+
+Inbound (JSON or form): `from`, `to`, `body`, optional `id`; the seed's names `From/To/
+Body`, `sender`, `shortcode`, `message`, `text`, `message_id` are accepted too.
+Status (JSON or form): `id` (or `message_id`), `status`, optional `error_code`,
+`error_message`; `reference` or `?ref=` carries our own message id.
+Auth when WEBHOOK_SECRET is set: `X-Webhook-Secret: <secret>` or `X-Signature: <hex
+HMAC-SHA256 of the raw body>`. Outbound: POST JSON to GATEWAY_OUTBOUND_URL (or the
+shortcode's `outbound_url`) with `Authorization: Bearer GATEWAY_API_KEY`.
+"""
+
+import requests
+from django.conf import settings
+from django.http import HttpRequest
+
+from delivery.providers.base import (
+    InboundSMS,
+    MissingField,
+    OutboundSMS,
+    PermanentSendError,
+    Provider,
+    SendResult,
+    StatusUpdate,
+    TransientSendError,
+    WebhookForbidden,
+    constant_time_equals,
+    first_of,
+    request_data,
+    verify_hmac_sha256_hex,
+    webhooks_open_without_secret,
+)
+
+SENDER_FIELDS = ("from", "From", "sender", "msisdn", "mobile")
+RECIPIENT_FIELDS = ("to", "To", "shortcode", "recipient")
+BODY_FIELDS = ("body", "Body", "message", "text", "Text")
+ID_FIELDS = ("id", "message_id", "MessageSid", "messageId")
+
+
+class GenericProvider(Provider):
+    slug = "generic"
+    STATUS_MAP = {
+        "queued": "queued",
+        "accepted": "queued",
+        "enroute": "sent",
+        "submitted": "sent",
+        "sent": "sent",
+        "delivered": "delivered",
+        "delivrd": "delivered",
+        "undelivered": "undelivered",
+        "undeliv": "undelivered",
+        "expired": "undelivered",
+        "failed": "failed",
+        "rejected": "rejected",
+        "rejectd": "rejected",
+    }
+
+    def authenticate(self, request: HttpRequest) -> None:
+        secret = settings.WEBHOOK_SECRET
+        if not secret:
+            if webhooks_open_without_secret():
+                return
+            raise WebhookForbidden("WEBHOOK_SECRET is not configured; webhooks are refused")
+        if constant_time_equals(secret, request.headers.get("X-Webhook-Secret")):
+            return
+        if verify_hmac_sha256_hex(secret, request.body, request.headers.get("X-Signature", "")):
+            return
+        raise WebhookForbidden("missing or wrong X-Webhook-Secret / X-Signature")
+
+    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+        data = request_data(request)
+        return InboundSMS(
+            sender=first_of(data, *SENDER_FIELDS),
+            recipient=first_of(data, *RECIPIENT_FIELDS),
+            # An empty text is a message too (it gets the menu), but the field must be there.
+            body=self._body(data),
+            provider_message_id=first_of(data, *ID_FIELDS, required=False) or None,
+            raw=data,
+        )
+
+    def parse_status(self, request: HttpRequest) -> StatusUpdate:
+        data = request_data(request)
+        reference = request.GET.get("ref") or first_of(data, "reference", required=False)
+        provider_message_id = first_of(data, *ID_FIELDS, required=not reference)
+        provider_status = first_of(data, "status", "Status")
+        return StatusUpdate(
+            status=self.map_status(provider_status),
+            provider_status=provider_status,
+            provider_message_id=provider_message_id,
+            reference=reference,
+            error_code=first_of(data, "error_code", "ErrorCode", required=False),
+            error_message=first_of(data, "error_message", "ErrorMessage", required=False),
+            raw=data,
+        )
+
+    def send(self, sms: OutboundSMS) -> SendResult:
+        url = sms.options.get("outbound_url") or settings.GATEWAY_OUTBOUND_URL
+        if not url:
+            raise PermanentSendError("GATEWAY_OUTBOUND_URL is not configured", code="not_configured")
+        payload = {
+            "to": sms.to,
+            "from": sms.sender,
+            "message": sms.body,
+            "reference": sms.reference,
+            "callback_url": sms.callback_url,
+        }
+        headers = {"Authorization": f"Bearer {settings.GATEWAY_API_KEY}"} if settings.GATEWAY_API_KEY else {}
+        response = post_json(url, payload, headers)
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        provider_message_id = str(data.get("id") or data.get("message_id") or "") if isinstance(data, dict) else ""
+        if not provider_message_id:
+            raise PermanentSendError(f"gateway answered {response.status_code} without an id", code="no_id")
+        return SendResult(provider_message_id=provider_message_id, raw=data)
+
+    def _body(self, data: dict) -> str:
+        for name in BODY_FIELDS:
+            if name in data:
+                return first_of(data, name, required=False)
+        raise MissingField("body")
+
+
+def post_json(url: str, payload: dict, headers: dict[str, str]) -> requests.Response:
+    """POST and sort failures into transient (retry) and permanent (give up) ones."""
+    try:
+        response = requests.post(url, json=payload, headers=headers, timeout=settings.GATEWAY_TIMEOUT_SECONDS)
+    except requests.Timeout as exc:
+        raise TransientSendError(f"gateway timed out: {exc}", code="timeout") from exc
+    except requests.RequestException as exc:
+        raise TransientSendError(f"gateway unreachable: {exc}", code="connection") from exc
+    raise_for_send_status(response)
+    return response
+
+
+def raise_for_send_status(response: requests.Response) -> None:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientSendError(
+            f"gateway answered {status}: {response.text[:200]}",
+            code=str(status),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+    if status >= 400:
+        raise PermanentSendError(f"gateway answered {status}: {response.text[:200]}", code=str(status))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,256 @@
+"""Outbound messages and delivery reports: the business logic behind send, deliver and the status webhook."""
+
+import logging
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from delivery.models import DeliveryReport, Message
+from delivery.providers import get_provider
+from delivery.providers.base import OutboundSMS, SendError, StatusUpdate
+from delivery.queueing import enqueue_on_commit
+from delivery.text import clean_payload, clean_text
+
+logger = logging.getLogger(__name__)
+
+Status = Message.Status
+
+# Outbound statuses in the order they may be reached; every final status shares the top rank.
+STATUS_RANK = {
+    Status.QUEUED: 0,
+    Status.SENDING: 1,
+    Status.SENT: 2,
+    Status.DELIVERED: 3,
+    Status.UNDELIVERED: 3,
+    Status.REJECTED: 3,
+    Status.FAILED: 3,
+    Status.REFUSED: 3,
+}
+FINAL_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == 3)
+
+
+def callback_url(*, provider: str, reference: uuid.UUID | str) -> str | None:
+    """Our status webhook for one message; `ref` finds the message even before the provider's id is stored."""
+    if not settings.PUBLIC_BASE_URL:
+        return None
+    return f"{settings.PUBLIC_BASE_URL}/webhooks/{provider}/status/?ref={reference}"
+
+
+@transaction.atomic
+def message_send(
+    *,
+    shortcode: str,
+    phone: str,
+    body: str,
+    provider: str,
+    provider_options: dict | None = None,
+    in_reply_to: Message | None = None,
+) -> Message:
+    """Store an outbound message (`queued`) and queue its delivery once the transaction commits."""
+    message = Message.objects.create(
+        direction=Message.Direction.OUTBOUND,
+        status=Status.QUEUED,
+        shortcode=shortcode,
+        phone=phone,
+        body=clean_text(body),
+        provider=provider,
+        provider_options=provider_options or {},
+        in_reply_to=in_reply_to,
+    )
+    from delivery.tasks import deliver as deliver_task
+
+    enqueue_on_commit(deliver_task, message.id)
+    return message
+
+
+def message_deliver(*, message_id: int, final_attempt: bool) -> str:
+    """
+    Hand a queued message to its provider, once.
+
+    The `queued -> sending` claim is a conditional update, so a task that runs twice
+    (redelivered by the broker, or re-queued by the sweep) calls the provider once.
+    A transient failure puts the message back to `queued` and re-raises for the task
+    to retry, unless this was the final attempt, which marks it `failed`.
+    """
+    now = timezone.now()
+    claimed = Message.objects.filter(id=message_id, direction="out", status=Status.QUEUED).update(
+        status=Status.SENDING, attempts=F("attempts") + 1, updated_at=now
+    )
+    if not claimed:
+        return "skipped"
+    message = Message.objects.get(id=message_id)
+    provider = get_provider(message.provider)
+    outbound = OutboundSMS(
+        reference=str(message.uuid),
+        to=message.phone,
+        sender=message.provider_options.get("sender") or message.shortcode,
+        body=message.body,
+        callback_url=callback_url(provider=message.provider, reference=message.uuid),
+        options=message.provider_options,
+    )
+    try:
+        result = provider.send(outbound)
+    except SendError as exc:
+        if exc.transient and not final_attempt:
+            Message.objects.filter(id=message_id, status=Status.SENDING).update(
+                status=Status.QUEUED,
+                error_code=exc.code[:50],
+                error_message=str(exc),
+                updated_at=timezone.now(),
+            )
+            raise
+        message_fail(message_id=message_id, code=exc.code or "send_failed", reason=str(exc))
+        return "failed"
+    with transaction.atomic():
+        Message.objects.filter(id=message_id, provider_message_id__isnull=True).update(
+            provider_message_id=result.provider_message_id[:100]
+        )
+        message_status_advance(message_id=message_id, new_status=Status.SENT, at=timezone.now())
+        delivery_reports_apply_pending(message_id=message_id)
+    return "sent"
+
+
+def message_fail(*, message_id: int, code: str, reason: str) -> bool:
+    """Mark an outbound message `failed` unless it already reached a final status."""
+    return message_status_advance(
+        message_id=message_id,
+        new_status=Status.FAILED,
+        at=timezone.now(),
+        error_code=code,
+        error_message=reason,
+    )
+
+
+def message_status_advance(
+    *,
+    message_id: int,
+    new_status: str,
+    at: datetime,
+    error_code: str = "",
+    error_message: str = "",
+) -> bool:
+    """
+    Move an outbound message to `new_status` if that is a step forward; True when it moved.
+
+    One conditional UPDATE: a late `sent` after `delivered`, a duplicate report, or a
+    report for a message already final match no row and change nothing.
+    """
+    rank = STATUS_RANK[new_status]
+    lower = [status for status, r in STATUS_RANK.items() if r < rank]
+    fields = {"status": new_status, "updated_at": timezone.now()}
+    if new_status == Status.SENT:
+        fields["sent_at"] = at
+    if new_status == Status.DELIVERED:
+        fields["delivered_at"] = at
+    if error_code or error_message:
+        fields["error_code"] = error_code[:50]
+        fields["error_message"] = error_message
+    return bool(Message.objects.filter(id=message_id, direction="out", status__in=lower).update(**fields))
+
+
+def _report_message(provider: str, update: StatusUpdate) -> Message | None:
+    outbound = Message.objects.filter(direction="out")
+    if update.reference:
+        try:
+            return outbound.filter(uuid=uuid.UUID(update.reference)).first()
+        except ValueError:
+            logger.warning("%s report with a malformed ref %r", provider, update.reference)
+    if update.provider_message_id:
+        return outbound.filter(provider=provider, provider_message_id=update.provider_message_id).first()
+    return None
+
+
+@transaction.atomic
+def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryReport:
+    """
+    Store a delivery report and move its message's status forward.
+
+    A report is matched by our reference (`?ref=`) first, then by the provider's id. One
+    that matches nothing yet is kept, and applied when the send records that id. A
+    status word the provider map does not know is kept and logged, never an error.
+    """
+    message = _report_message(provider, update)
+    if update.status is None:
+        logger.warning(
+            "%s report with unknown status %r kept unapplied",
+            provider,
+            update.provider_status,
+        )
+    applied = False
+    if message is not None and update.status is not None:
+        applied = message_status_advance(
+            message_id=message.id,
+            new_status=update.status,
+            at=update.at or timezone.now(),
+            error_code=update.error_code,
+            error_message=update.error_message,
+        )
+    reference = None
+    if update.reference:
+        try:
+            reference = uuid.UUID(update.reference)
+        except ValueError:
+            reference = None
+    return DeliveryReport.objects.create(
+        message=message,
+        provider=provider,
+        provider_message_id=clean_text(update.provider_message_id)[:100],
+        reference=reference,
+        status=update.status or "",
+        provider_status=clean_text(update.provider_status)[:50],
+        error_code=clean_text(update.error_code)[:50],
+        error_message=clean_text(update.error_message),
+        applied=applied,
+        raw_payload=clean_payload(update.raw),
+    )
+
+
+def delivery_reports_apply_pending(*, message_id: int) -> int:
+    """Apply reports that arrived before the message's provider id was known; returns how many moved it."""
+    message = Message.objects.get(id=message_id)
+    pending = DeliveryReport.objects.filter(
+        message__isnull=True,
+        provider=message.provider,
+        provider_message_id=message.provider_message_id,
+    ).order_by("received_at", "id")
+    moved = 0
+    for report in pending:
+        report.message = message
+        if report.status:
+            report.applied = message_status_advance(
+                message_id=message.id,
+                new_status=report.status,
+                at=report.received_at,
+                error_code=report.error_code,
+                error_message=report.error_message,
+            )
+            moved += report.applied
+        report.save(update_fields=["message", "applied"])
+    return moved
+
+
+def messages_requeue(*, message_ids: list[int]) -> int:
+    """Send failed (or stuck queued) outbound messages again; returns how many were queued."""
+    from delivery.tasks import deliver as deliver_task
+
+    requeued = 0
+    for message_id in message_ids:
+        with transaction.atomic():
+            moved = Message.objects.filter(
+                id=message_id,
+                direction="out",
+                status__in=[Status.FAILED, Status.QUEUED],
+            ).update(
+                status=Status.QUEUED,
+                error_code="",
+                error_message="",
+                updated_at=timezone.now(),
+            )
+            if moved:
+                enqueue_on_commit(deliver_task, message_id)
+                requeued += 1
+    return requeued

@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import path
+from django.views.decorators.http import require_GET
+
+from conversations.views import InboundWebhook
+from delivery.views import StatusWebhook
+from smsgate import demo
+from smsgate.health import health
+
+admin.site.site_header = "smsgate"
+admin.site.site_title = "smsgate admin"
+admin.site.index_title = "Shortcodes, messages and templates"
+
+urlpatterns = [
+    path(
+        "webhooks/<slug:provider>/inbound/",
+        InboundWebhook.as_view(),
+        name="webhook-inbound",
+    ),
+    path(
+        "webhooks/<slug:provider>/status/",
+        StatusWebhook.as_view(),
+        name="webhook-status",
+    ),
+    # Seed-compatible aliases: the provider is detected from the payload.
+    path("sms-handler", InboundWebhook.as_view(), name="sms-handler"),
+    path("sms-dlr", StatusWebhook.as_view(), name="sms-dlr"),
+    path("health/", require_GET(health), name="health"),
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEBUG:
+    urlpatterns.append(path("demo/offers/", demo.offers, name="demo-offers"))
