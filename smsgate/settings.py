@@ -151,13 +151,58 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 SMS_PROVIDERS = {
     "console": "delivery.providers.console.ConsoleProvider",
     "generic": "delivery.providers.generic.GenericProvider",
+    # further providers: one line each
 }
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="console")
 SMS_DEFAULT_REGION = env.str("SMS_DEFAULT_REGION", default="IN")
 
+# Each provider block is optional; a provider whose secret is unset refuses its webhooks
+# unless DEBUG is on. *_API_BASE points a provider's API at another origin.
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_FROM = env.str("TWILIO_FROM", default="")
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="")
+TWILIO_SHARED_KEY_SECRET = env.str("TWILIO_SHARED_KEY_SECRET", default="")
+
+PLIVO_AUTH_ID = env.str("PLIVO_AUTH_ID", default="")
+PLIVO_AUTH_TOKEN = env.str("PLIVO_AUTH_TOKEN", default="")
+PLIVO_API_BASE = env.str("PLIVO_API_BASE", default="")
+
+SINCH_SERVICE_PLAN_ID = env.str("SINCH_SERVICE_PLAN_ID", default="")
+SINCH_API_TOKEN = env.str("SINCH_API_TOKEN", default="")
+SINCH_WEBHOOK_SECRET = env.str("SINCH_WEBHOOK_SECRET", default="")
+SINCH_API_BASE = env.str("SINCH_API_BASE", default="https://us.sms.api.sinch.com")
+
+MSG91_AUTH_KEY = env.str("MSG91_AUTH_KEY", default="")
+MSG91_API_BASE = env.str("MSG91_API_BASE", default="https://control.msg91.com")
+
+# Providers that sign nothing require ?token=<PROVIDER>_WEBHOOK_TOKEN on their webhook URLs.
+SINCH_WEBHOOK_TOKEN = env.str("SINCH_WEBHOOK_TOKEN", default="")
+MSG91_WEBHOOK_TOKEN = env.str("MSG91_WEBHOOK_TOKEN", default="")
+GENERIC_WEBHOOK_TOKEN = env.str("GENERIC_WEBHOOK_TOKEN", default="")
+
 GATEWAY_OUTBOUND_URL = env.str("GATEWAY_OUTBOUND_URL", default="")
 GATEWAY_API_KEY = env.str("GATEWAY_API_KEY", default="")
 GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=10.0)
+
+# Values masked in the channel log wherever they appear.
+SECRET_SETTINGS = (
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_SHARED_KEY_SECRET",
+    "PLIVO_AUTH_TOKEN",
+    "SINCH_API_TOKEN",
+    "SINCH_WEBHOOK_SECRET",
+    "SINCH_WEBHOOK_TOKEN",
+    "MSG91_AUTH_KEY",
+    "MSG91_WEBHOOK_TOKEN",
+    "GENERIC_WEBHOOK_TOKEN",
+    "GATEWAY_API_KEY",
+    "WEBHOOK_SECRET",
+)
+
+# How long logs are kept, in days.
+RETENTION_PERIODS = {"channel_log": env.int("CHANNEL_LOG_RETENTION_DAYS", default=7)}
 
 # Handlers that call other systems (the `http` handler) give up after this long.
 HANDLER_HTTP_TIMEOUT_SECONDS = env.float("HANDLER_HTTP_TIMEOUT_SECONDS", default=5.0)

@@ -50,9 +50,24 @@ class OutboundSMS:
 
 
 @dataclass(frozen=True)
+class HttpExchange:
+    """One HTTP call to a provider, as the channel log stores it (redacted there, not here)."""
+
+    method: str
+    url: str
+    request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: str = ""
+    status_code: int | None = None
+    response_body: str = ""
+    elapsed_ms: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class SendResult:
     provider_message_id: str
     raw: dict[str, Any] = field(default_factory=dict)
+    exchanges: tuple[HttpExchange, ...] = ()
 
 
 class ProviderError(Exception):
@@ -83,10 +98,18 @@ class SendError(Exception):
 
     transient = False
 
-    def __init__(self, message: str, *, code: str = "", retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        retry_after: float | None = None,
+        exchanges: tuple[HttpExchange, ...] = (),
+    ):
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
+        self.exchanges = exchanges
 
 
 class TransientSendError(SendError):
@@ -196,3 +219,67 @@ def constant_time_equals(expected: str, given: str | None) -> bool:
 def webhooks_open_without_secret() -> bool:
     """With DEBUG on, a provider whose secret is unset accepts webhooks (local development)."""
     return settings.DEBUG
+
+
+def public_url(request: HttpRequest) -> str:
+    """
+    The URL the aggregator called, as it signed it: PUBLIC_BASE_URL plus the path and
+    query as received. Behind a TLS-terminating proxy the request's own scheme and host
+    are not what the aggregator saw.
+    """
+    base = settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
+    return base + request.get_full_path()
+
+
+def verify_webhook_token(request: HttpRequest, slug: str) -> None:
+    """
+    For providers that sign nothing: `?token=` must equal <SLUG>_WEBHOOK_TOKEN. Unset
+    token: refused unless DEBUG is on (fail closed).
+    """
+    expected = getattr(settings, f"{slug.upper()}_WEBHOOK_TOKEN", "")
+    if not expected:
+        if webhooks_open_without_secret():
+            return
+        raise WebhookForbidden(f"{slug.upper()}_WEBHOOK_TOKEN is not configured; webhooks are refused")
+    if not constant_time_equals(expected, request.GET.get("token")):
+        raise WebhookForbidden("missing or wrong ?token=")
+
+
+def exchange_from_response(response, *, error: str = "") -> HttpExchange:
+    """Describe a `requests` response (and the request that caused it) for the channel log."""
+    request = response.request
+    body = request.body or ""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return HttpExchange(
+        method=request.method or "",
+        url=request.url or "",
+        request_headers=dict(request.headers),
+        request_body=body,
+        status_code=response.status_code,
+        response_body=response.text[:10_000],
+        elapsed_ms=int(response.elapsed.total_seconds() * 1000),
+        error=error,
+    )
+
+
+class ExchangeRecorder:
+    """
+    Collects every HTTP exchange a `requests.Session` makes, through the documented
+    response hook. SDK-based providers (twilio, plivo) attach it to the SDK's session.
+    """
+
+    def __init__(self):
+        self.exchanges: list[HttpExchange] = []
+
+    def attach(self, session) -> "ExchangeRecorder":
+        session.hooks.setdefault("response", []).append(self._record)
+        return self
+
+    def _record(self, response, *args, **kwargs):
+        self.exchanges.append(exchange_from_response(response))
+        return response
+
+    def failed(self, method: str, url: str, error: Exception) -> None:
+        """A call that got no response (timeout, refused connection)."""
+        self.exchanges.append(HttpExchange(method=method, url=url, error=f"{error.__class__.__name__}: {error}"))

@@ -10,11 +10,14 @@ HMAC-SHA256 of the raw body>`. Outbound: POST JSON to GATEWAY_OUTBOUND_URL (or t
 shortcode's `outbound_url`) with `Authorization: Bearer GATEWAY_API_KEY`.
 """
 
+import json
+
 import requests
 from django.conf import settings
 from django.http import HttpRequest
 
 from delivery.providers.base import (
+    HttpExchange,
     InboundSMS,
     MissingField,
     OutboundSMS,
@@ -25,6 +28,7 @@ from delivery.providers.base import (
     TransientSendError,
     WebhookForbidden,
     constant_time_equals,
+    exchange_from_response,
     first_of,
     request_data,
     verify_hmac_sha256_hex,
@@ -105,15 +109,17 @@ class GenericProvider(Provider):
             "callback_url": sms.callback_url,
         }
         headers = {"Authorization": f"Bearer {settings.GATEWAY_API_KEY}"} if settings.GATEWAY_API_KEY else {}
-        response = post_json(url, payload, headers)
+        response, exchange = post_json(url, payload, headers)
         try:
             data = response.json()
         except ValueError:
             data = {}
         provider_message_id = str(data.get("id") or data.get("message_id") or "") if isinstance(data, dict) else ""
         if not provider_message_id:
-            raise PermanentSendError(f"gateway answered {response.status_code} without an id", code="no_id")
-        return SendResult(provider_message_id=provider_message_id, raw=data)
+            raise PermanentSendError(
+                f"gateway answered {response.status_code} without an id", code="no_id", exchanges=(exchange,)
+            )
+        return SendResult(provider_message_id=provider_message_id, raw=data, exchanges=(exchange,))
 
     def _body(self, data: dict) -> str:
         for name in BODY_FIELDS:
@@ -122,28 +128,35 @@ class GenericProvider(Provider):
         raise MissingField("body")
 
 
-def post_json(url: str, payload: dict, headers: dict[str, str]) -> requests.Response:
+def post_json(url: str, payload: dict, headers: dict[str, str]) -> tuple[requests.Response, HttpExchange]:
     """POST and sort failures into transient (retry) and permanent (give up) ones."""
     try:
         response = requests.post(url, json=payload, headers=headers, timeout=settings.GATEWAY_TIMEOUT_SECONDS)
-    except requests.Timeout as exc:
-        raise TransientSendError(f"gateway timed out: {exc}", code="timeout") from exc
     except requests.RequestException as exc:
-        raise TransientSendError(f"gateway unreachable: {exc}", code="connection") from exc
-    raise_for_send_status(response)
-    return response
+        failed = HttpExchange(
+            method="POST", url=url, request_headers=headers, request_body=json.dumps(payload), error=repr(exc)
+        )
+        code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
+        raise TransientSendError(f"gateway {code}: {exc}", code=code, exchanges=(failed,)) from exc
+    exchange = exchange_from_response(response)
+    raise_for_send_status(response, exchange)
+    return response, exchange
 
 
-def raise_for_send_status(response: requests.Response) -> None:
+def raise_for_send_status(response: requests.Response, exchange: HttpExchange) -> None:
+    """5xx and 429 are worth retrying (Retry-After honoured); any other 4xx will not get better."""
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientSendError(
             f"gateway answered {status}: {response.text[:200]}",
             code=str(status),
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            exchanges=(exchange,),
         )
     if status >= 400:
-        raise PermanentSendError(f"gateway answered {status}: {response.text[:200]}", code=str(status))
+        raise PermanentSendError(
+            f"gateway answered {status}: {response.text[:200]}", code=str(status), exchanges=(exchange,)
+        )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
