@@ -9,5 +9,6 @@ class StatusWebhook(WebhookView):
     """Delivery report: store it, move the message forward, acknowledge."""
 
     def receive(self, request: HttpRequest, provider: Provider):
-        delivery_report_record(provider=provider.slug, update=provider.parse_status(request))
+        for update in provider.parse_status(request):
+            delivery_report_record(provider=provider.slug, update=update)
         return provider.ack()

@@ -36,6 +36,6 @@ def all_providers() -> list[Provider]:
 def detect_provider(request) -> Provider:
     """The provider a slug-less webhook (/sms-handler, /sms-dlr) came from; generic when none claims it."""
     for provider in all_providers():
-        if provider.slug != "generic" and provider.receives_webhooks and provider.looks_like_inbound(request):
+        if provider.slug != "generic" and provider.receives_webhooks and provider.claims(request):
             return provider
     return get_provider("generic")

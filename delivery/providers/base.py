@@ -140,7 +140,8 @@ class Provider(ABC):
     def parse_inbound(self, request: HttpRequest) -> InboundSMS: ...
 
     @abstractmethod
-    def parse_status(self, request: HttpRequest) -> StatusUpdate: ...
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+        """One webhook may carry several reports (MSG91 v2, Sinch batch reports)."""
 
     @abstractmethod
     def send(self, sms: OutboundSMS) -> SendResult: ...
@@ -148,8 +149,8 @@ class Provider(ABC):
     def ack(self) -> HttpResponse:
         return JsonResponse({"status": "accepted"})
 
-    def looks_like_inbound(self, request: HttpRequest) -> bool:
-        """For the provider-less /sms-handler and /sms-dlr: does this request come from us?"""
+    def claims(self, request: HttpRequest) -> bool:
+        """For the provider-less /sms-handler and /sms-dlr: does this request look like ours?"""
         return False
 
     def map_status(self, provider_status: str) -> str | None:

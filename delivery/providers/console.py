@@ -26,7 +26,7 @@ class ConsoleProvider(Provider):
     def parse_inbound(self, request: HttpRequest) -> InboundSMS:
         raise WebhookBadRequest("the console provider receives no webhooks")
 
-    def parse_status(self, request: HttpRequest) -> StatusUpdate:
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
         raise WebhookBadRequest("the console provider receives no webhooks")
 
     def send(self, sms: OutboundSMS) -> SendResult:

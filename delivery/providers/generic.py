@@ -82,12 +82,12 @@ class GenericProvider(Provider):
             raw=data,
         )
 
-    def parse_status(self, request: HttpRequest) -> StatusUpdate:
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
         data = request_data(request)
         reference = request.GET.get("ref") or first_of(data, "reference", required=False)
         provider_message_id = first_of(data, *ID_FIELDS, required=not reference)
         provider_status = first_of(data, "status", "Status")
-        return StatusUpdate(
+        update = StatusUpdate(
             status=self.map_status(provider_status),
             provider_status=provider_status,
             provider_message_id=provider_message_id,
@@ -96,6 +96,7 @@ class GenericProvider(Provider):
             error_message=first_of(data, "error_message", "ErrorMessage", required=False),
             raw=data,
         )
+        return [update]
 
     def send(self, sms: OutboundSMS) -> SendResult:
         url = sms.options.get("outbound_url") or settings.GATEWAY_OUTBOUND_URL
