@@ -1,6 +1,7 @@
 """The inbound pipeline: store an SMS, then turn it into a reply."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -15,9 +16,10 @@ from conversations.sessions import Session, session_clear, session_get, session_
 from delivery.models import Message
 from delivery.phones import to_e164
 from delivery.providers.base import InboundSMS, WebhookBadRequest
-from delivery.queueing import enqueue_on_commit
-from delivery.services import message_send
+from delivery.queueing import enqueue_on_commit, publish
+from delivery.services import message_send, suppression_add, suppression_remove
 from delivery.text import clean_payload, clean_text
+from delivery.throttle import lock_acquire, lock_release, window_count
 
 logger = logging.getLogger(__name__)
 
@@ -65,43 +67,116 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
     return message, True
 
 
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+
 def inbound_handle(*, message_id: int) -> Message | None:
     """
-    Handle a stored inbound SMS once: run the conversation step and queue the reply.
+    Handle a stored inbound SMS once and queue its reply; returns the reply, if any.
 
-    The row lock and the `received -> handled` guard make a task that runs twice
-    produce one reply. Returns the reply, if any.
+    Messages from one phone to one shortcode are handled one at a time and in the
+    order they were stored: under a short per-phone lock, every earlier unhandled
+    message of that phone is handled first. The row lock and the `received` guard
+    make a task that runs twice produce one reply.
     """
+    inbound = Message.objects.filter(id=message_id, direction="in").first()
+    if inbound is None or inbound.status != Message.Status.RECEIVED:
+        return None
+    lock_key = f"phone:{inbound.shortcode}:{inbound.phone}"
+    if not lock_acquire(lock_key, timeout=settings.PHONE_LOCK_SECONDS):
+        raise PhoneBusy(inbound.phone)
+    try:
+        earlier = Message.objects.filter(
+            direction="in",
+            status=Message.Status.RECEIVED,
+            shortcode=inbound.shortcode,
+            phone=inbound.phone,
+            id__lt=inbound.id,
+        ).order_by("id")
+        for earlier_id in earlier.values_list("id", flat=True):
+            _inbound_handle_one(earlier_id)
+        return _inbound_handle_one(inbound.id)
+    finally:
+        lock_release(lock_key)
+
+
+class PhoneBusy(Exception):
+    """Another worker is handling this phone's messages; try again in a moment."""
+
+
+def _inbound_handle_one(message_id: int) -> Message | None:
     with transaction.atomic():
         inbound = Message.objects.select_for_update().filter(id=message_id, direction="in").first()
         if inbound is None or inbound.status != Message.Status.RECEIVED:
             return None
         shortcode = shortcode_get(number=inbound.shortcode)
-        reply = None
+        status, reply = Message.Status.HANDLED, None
         if shortcode is None or not shortcode.active:
-            logger.warning(
-                "inbound %s to unknown or inactive shortcode %r: no reply",
-                inbound.id,
-                inbound.shortcode,
-            )
+            logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
+        elif _over_inbound_limit(shortcode, inbound.phone):
+            logger.warning("inbound %s from %s over the rate limit: stored, not answered", inbound.id, inbound.phone)
+            status = Message.Status.RATE_LIMITED
         else:
             contact_touch(phone=inbound.phone)
-            text = conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body)
+            text, is_opt_out = _reply_text(shortcode, inbound)
             if text:
-                reply = message_send(
-                    shortcode=shortcode.number,
-                    phone=inbound.phone,
-                    body=text,
-                    provider=shortcode.provider,
-                    provider_options=shortcode.provider_config,
-                    in_reply_to=inbound,
-                )
-        Message.objects.filter(id=inbound.id).update(
-            status=Message.Status.HANDLED,
-            handled_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
+                reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
+        now = timezone.now()
+        Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now)
     return reply
+
+
+def _reply_text(shortcode: Shortcode, inbound: Message) -> tuple[str, bool]:
+    """Opt-out and help words first, then the conversation; (text, is the opt-out confirmation)."""
+    keyword_reply = opt_keyword_handle(shortcode=shortcode, inbound=inbound)
+    if keyword_reply is not None:
+        return keyword_reply
+    return conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body), False
+
+
+def _over_inbound_limit(shortcode: Shortcode, phone: str) -> bool:
+    limit = shortcode.inbound_limit_per_minute
+    return bool(limit) and window_count(f"in:{shortcode.number}:{phone}", window_seconds=60) > limit
+
+
+def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_suppression: bool = False) -> Message:
+    """Send a reply through the shortcode's gateway, with its sender, throughput and segment limit."""
+    options = {**shortcode.provider_config, "sender": shortcode.sender, "max_mps": shortcode.max_mps}
+    return message_send(
+        shortcode=shortcode.number,
+        phone=inbound.phone,
+        body=text,
+        provider=shortcode.provider,
+        provider_options=options,
+        in_reply_to=inbound,
+        segment_limit=shortcode.segment_limit,
+        ignore_suppression=ignore_suppression,
+    )
+
+
+def opt_keyword_handle(*, shortcode: Shortcode, inbound: Message) -> tuple[str, bool] | None:
+    """
+    STOP-type words put the number on the suppression list (one confirmation is still
+    sent); START-type words take it off; HELP and INFO answer the help text. Only a
+    whole message counts, case-insensitively ("stop please" is not an opt-out), as
+    carriers and aggregators do. Returns (reply, ignore_suppression) or None.
+    """
+    word = " ".join(inbound.body.split()).upper()
+    extra = {w.strip().upper() for w in shortcode.opt_out_keywords.split(",") if w.strip()}
+    if word in OPT_OUT_WORDS or word in extra:
+        suppression_add(
+            phone=inbound.phone, shortcode="" if word == "STOPALL" else shortcode.number, keyword=word, message=inbound
+        )
+        session_clear(shortcode=shortcode.number, phone=inbound.phone)
+        return shortcode.opt_out_reply, True
+    if word in OPT_IN_WORDS:
+        suppression_remove(phone=inbound.phone, shortcode=shortcode.number)
+        return shortcode.opt_in_reply, False
+    if word in HELP_WORDS:
+        return shortcode.help_text, False
+    return None
 
 
 def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> str:
@@ -192,3 +267,23 @@ def ticket_open(*, phone: str, shortcode: str, issue: str) -> SupportTicket:
     ticket.reference = f"T{ticket.pk:06d}"
     ticket.save(update_fields=["reference"])
     return ticket
+
+
+def inbound_sweep(*, now=None, limit: int = 1000) -> dict:
+    """Queue again inbound messages still `received` after OUTBOX_SWEEP_AFTER_SECONDS (the broker was down)."""
+    from conversations.tasks import handle_inbound as handle_inbound_task
+
+    if not lock_acquire("sweep:inbound", timeout=60):
+        return {"skipped": True}
+    try:
+        now = now or timezone.now()
+        settled = now - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS)
+        due = list(
+            Message.objects.filter(direction="in", status=Message.Status.RECEIVED, updated_at__lt=settled)
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        Message.objects.filter(id__in=due).update(updated_at=now)
+        return {"requeued": sum(publish(handle_inbound_task, message_id) for message_id in due)}
+    finally:
+        lock_release("sweep:inbound")

@@ -1,19 +1,23 @@
 """Outbound messages and delivery reports: the business logic behind send, deliver and the status webhook."""
 
 import logging
+import random
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from delivery.models import DeliveryReport, Message
+from delivery.channel_log import channel_log_exchanges
+from delivery.models import DeliveryReport, Message, Suppression
 from delivery.providers import get_provider
 from delivery.providers.base import OutboundSMS, SendError, StatusUpdate
-from delivery.queueing import enqueue_on_commit
+from delivery.queueing import enqueue_on_commit, publish
+from delivery.segments import segment_info, truncate_to_segments
 from delivery.text import clean_payload, clean_text
+from delivery.throttle import lock_acquire, lock_release, token_bucket_take
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +37,27 @@ STATUS_RANK = {
 FINAL_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == 3)
 
 
+class RetryLater(Exception):
+    """Not now: a transient provider failure or the shortcode's throughput is spent."""
+
+    def __init__(self, countdown: float, reason: str):
+        super().__init__(reason)
+        self.countdown = countdown
+
+
 def callback_url(*, provider: str, reference: uuid.UUID | str) -> str | None:
     """Our status webhook for one message; `ref` finds the message even before the provider's id is stored."""
     if not settings.PUBLIC_BASE_URL:
         return None
-    return f"{settings.PUBLIC_BASE_URL}/webhooks/{provider}/status/?ref={reference}"
+    url = f"{settings.PUBLIC_BASE_URL}/webhooks/{provider}/status/?ref={reference}"
+    # Providers that sign nothing prove themselves with the token in the URL we give them.
+    token = getattr(settings, f"{provider.upper()}_WEBHOOK_TOKEN", "")
+    return f"{url}&token={token}" if token else url
+
+
+def suppression_get(*, phone: str, shortcode: str) -> Suppression | None:
+    """The opt-out that stops sends from `shortcode` to `phone`: its own, or an all-shortcodes one."""
+    return Suppression.objects.filter(phone=phone, shortcode__in=[shortcode, ""]).order_by("-shortcode").first()
 
 
 @transaction.atomic
@@ -49,40 +69,86 @@ def message_send(
     provider: str,
     provider_options: dict | None = None,
     in_reply_to: Message | None = None,
+    segment_limit: int | None = None,
+    ignore_suppression: bool = False,
 ) -> Message:
-    """Store an outbound message (`queued`) and queue its delivery once the transaction commits."""
-    message = Message.objects.create(
+    """
+    Store an outbound message and queue its delivery once the transaction commits.
+
+    A text longer than `segment_limit` segments is cut at a segment boundary with a
+    marker (and logged). A number on the suppression list gets nothing: the message is
+    stored `refused` with the reason and never queued; `ignore_suppression` is for the
+    one confirmation an opt-out itself sends.
+    """
+    text = clean_text(body)
+    if segment_limit:
+        text, was_cut = truncate_to_segments(text, segment_limit)
+        if was_cut:
+            logger.warning("reply to %s cut to %d segments (%d characters)", phone, segment_limit, len(body))
+    info = segment_info(text)
+    message = Message(
         direction=Message.Direction.OUTBOUND,
         status=Status.QUEUED,
         shortcode=shortcode,
         phone=phone,
-        body=clean_text(body),
+        body=text,
+        encoding=info.encoding,
+        segments=info.segments,
         provider=provider,
         provider_options=provider_options or {},
         in_reply_to=in_reply_to,
     )
+    suppression = None if ignore_suppression else suppression_get(phone=phone, shortcode=shortcode)
+    if suppression is not None:
+        message.status = Status.REFUSED
+        message.error_code = "opted_out"
+        message.error_message = f"{phone} opted out ({suppression.keyword or suppression.source}) on " + (
+            f"{suppression.created_at:%Y-%m-%d %H:%M} UTC"
+        )
+        message.save()
+        logger.info("send to %s refused: opted out", phone)
+        return message
+    message.save()
     from delivery.tasks import deliver as deliver_task
 
     enqueue_on_commit(deliver_task, message.id)
     return message
 
 
-def message_deliver(*, message_id: int, final_attempt: bool) -> str:
+def retry_countdown(attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (about 2 s, 4 s, 8 s ... capped at 5 min); a provider's Retry-After wins."""
+    if retry_after is not None:
+        return min(retry_after, 3600.0)
+    base = min(2.0**attempts, 300.0)
+    return base + random.uniform(0, base / 2)
+
+
+def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     """
     Hand a queued message to its provider, once.
 
     The `queued -> sending` claim is a conditional update, so a task that runs twice
     (redelivered by the broker, or re-queued by the sweep) calls the provider once.
-    A transient failure puts the message back to `queued` and re-raises for the task
-    to retry, unless this was the final attempt, which marks it `failed`.
+    A transient failure puts the message back to `queued`, records the attempt and
+    raises RetryLater, until settings.DELIVER_MAX_ATTEMPTS (or `final_attempt`), when
+    it is marked `failed` with the reason. A permanent failure fails at once.
     """
     now = timezone.now()
-    claimed = Message.objects.filter(id=message_id, direction="out", status=Status.QUEUED).update(
-        status=Status.SENDING, attempts=F("attempts") + 1, updated_at=now
-    )
+    claimed = Message.objects.filter(
+        Q(send_after__isnull=True) | Q(send_after__lte=now), id=message_id, direction="out", status=Status.QUEUED
+    ).update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now)
     if not claimed:
         return "skipped"
     message = Message.objects.get(id=message_id)
+    max_mps = message.provider_options.get("max_mps")
+    if max_mps:
+        wait = token_bucket_take(f"mps:{message.shortcode}", rate=float(max_mps))
+        if wait:
+            # Over the shortcode's throughput: back in the queue, not dropped, and not an attempt.
+            Message.objects.filter(id=message_id, status=Status.SENDING).update(
+                status=Status.QUEUED, attempts=F("attempts") - 1, updated_at=timezone.now()
+            )
+            raise RetryLater(wait, "throttled")
     provider = get_provider(message.provider)
     outbound = OutboundSMS(
         reference=str(message.uuid),
@@ -95,16 +161,22 @@ def message_deliver(*, message_id: int, final_attempt: bool) -> str:
     try:
         result = provider.send(outbound)
     except SendError as exc:
-        if exc.transient and not final_attempt:
+        channel_log_exchanges(provider=message.provider, message_id=message_id, exchanges=exc.exchanges)
+        final = final_attempt or message.attempts >= settings.DELIVER_MAX_ATTEMPTS
+        if exc.transient and not final:
+            countdown = retry_countdown(message.attempts, exc.retry_after)
             Message.objects.filter(id=message_id, status=Status.SENDING).update(
                 status=Status.QUEUED,
                 error_code=exc.code[:50],
                 error_message=str(exc),
+                next_attempt_at=timezone.now() + timedelta(seconds=countdown),
                 updated_at=timezone.now(),
             )
-            raise
-        message_fail(message_id=message_id, code=exc.code or "send_failed", reason=str(exc))
+            raise RetryLater(countdown, str(exc)) from exc
+        reason = str(exc) if not exc.transient else f"gave up after {message.attempts} attempts: {exc}"
+        message_fail(message_id=message_id, code=exc.code or "send_failed", reason=reason)
         return "failed"
+    channel_log_exchanges(provider=message.provider, message_id=message_id, exchanges=result.exchanges)
     with transaction.atomic():
         Message.objects.filter(id=message_id, provider_message_id__isnull=True).update(
             provider_message_id=result.provider_message_id[:100]
@@ -254,3 +326,50 @@ def messages_requeue(*, message_ids: list[int]) -> int:
                 enqueue_on_commit(deliver_task, message_id)
                 requeued += 1
     return requeued
+
+
+def outbox_sweep(*, now: datetime | None = None, limit: int = 1000) -> dict:
+    """
+    Queue again what the broker lost: outbound messages still `queued` after
+    settings.OUTBOX_SWEEP_AFTER_SECONDS (or whose scheduled time has come), and
+    `sending` ones whose worker died mid-call. Runs under a lock; an overlapping run
+    returns {"skipped": True}.
+    """
+    from delivery.tasks import deliver as deliver_task
+
+    if not lock_acquire("sweep:outbox", timeout=60):
+        return {"skipped": True}
+    try:
+        now = now or timezone.now()
+        settled = now - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS)
+        reset = Message.objects.filter(
+            direction="out",
+            status=Status.SENDING,
+            updated_at__lt=now - timedelta(seconds=settings.SENDING_STALE_AFTER_SECONDS),
+        ).update(status=Status.QUEUED, updated_at=now)
+        due = list(
+            Message.objects.filter(direction="out", status=Status.QUEUED, updated_at__lt=settled)
+            .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=settled))
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        Message.objects.filter(id__in=due).update(updated_at=now)
+        requeued = sum(publish(deliver_task, message_id) for message_id in due)
+        return {"requeued": requeued, "reset": reset}
+    finally:
+        lock_release("sweep:outbox")
+
+
+def suppression_add(*, phone: str, shortcode: str, keyword: str, source: str = "sms", message=None) -> Suppression:
+    """Put a number on the suppression list for one shortcode ("" = all); opting out twice keeps the first row."""
+    suppression, _ = Suppression.objects.get_or_create(
+        phone=phone, shortcode=shortcode, defaults={"keyword": keyword, "source": source, "message": message}
+    )
+    return suppression
+
+
+def suppression_remove(*, phone: str, shortcode: str) -> int:
+    """Opt a number back in on a shortcode, lifting an all-shortcodes opt-out too."""
+    deleted, _ = Suppression.objects.filter(phone=phone, shortcode__in=[shortcode, ""]).delete()
+    return deleted

@@ -1,20 +1,8 @@
 import logging
-import random
 
 from celery import Task, shared_task
-from django.conf import settings
-
-from delivery.providers.base import TransientSendError
 
 logger = logging.getLogger(__name__)
-
-
-def retry_countdown(retries: int, retry_after: float | None) -> float:
-    """Exponential backoff with jitter (1 s, 2 s, 4 s ... capped at 5 min); a provider's Retry-After wins."""
-    if retry_after is not None:
-        return min(retry_after, 3600.0)
-    base = min(2.0**retries, 300.0)
-    return base + random.uniform(0, base / 2)
 
 
 class DeliverTask(Task):
@@ -23,7 +11,7 @@ class DeliverTask(Task):
 
 
 def _deliver_failure(message_id, exc) -> None:
-    """The task died with something other than a send error: the message must not stay `sending`."""
+    """The task died of something other than a send error: the message must not stay `sending`."""
     from delivery.services import message_fail
 
     if message_id is not None:
@@ -31,20 +19,29 @@ def _deliver_failure(message_id, exc) -> None:
         message_fail(message_id=message_id, code="internal_error", reason=repr(exc)[:500])
 
 
-@shared_task(
-    bind=True,
-    base=DeliverTask,
-    max_retries=settings.DELIVER_MAX_RETRIES,
-    acks_late=True,
-)
+# The attempt count lives on the Message (settings.DELIVER_MAX_ATTEMPTS), so Celery's own
+# retry limit is off: a throttled message waits as long as it must.
+@shared_task(bind=True, base=DeliverTask, max_retries=None, acks_late=True)
 def deliver(self, message_id: int) -> str:
-    """Hand one outbound message to its provider; retries transient failures with backoff."""
-    from delivery.services import message_deliver
+    """Hand one outbound message to its provider; transient failures come back with backoff."""
+    from delivery.services import RetryLater, message_deliver
 
     try:
-        return message_deliver(
-            message_id=message_id,
-            final_attempt=self.request.retries >= self.max_retries,
-        )
-    except TransientSendError as exc:
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries, exc.retry_after)) from None
+        return message_deliver(message_id=message_id)
+    except RetryLater as exc:
+        raise self.retry(countdown=exc.countdown) from None
+
+
+@shared_task
+def outbox_sweep() -> dict:
+    """Queue again outbound messages the broker lost or that waited for their time (beat)."""
+    from delivery.services import outbox_sweep as sweep
+
+    return sweep()
+
+
+@shared_task
+def channel_log_purge() -> dict:
+    from delivery.channel_log import channel_log_purge as purge
+
+    return {"deleted": purge()}

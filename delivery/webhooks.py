@@ -6,7 +6,10 @@ field), 403 authentication failed, 404 unknown provider, 413 body too large, 503
 database unavailable so that the aggregator retries. Bad input never becomes a 500.
 """
 
+import ipaddress
 import logging
+import time
+from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -14,9 +17,10 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from rest_framework.views import APIView
 
+from delivery.channel_log import channel_log_webhook
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers import UnknownProvider, detect_provider, get_provider
-from delivery.providers.base import Provider, ProviderError, WebhookBadRequest
+from delivery.providers.base import Provider, ProviderError, WebhookBadRequest, WebhookForbidden
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,40 @@ class BodyTooLarge(Exception):
     pass
 
 
+@cache
+def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip())
+
+
+def _in(address: str, entries: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in _networks(tuple(entries)))
+
+
+def client_address(request: HttpRequest) -> str:
+    """
+    The caller's address. X-Forwarded-For is believed only from TRUSTED_PROXIES, and
+    then read from the right, skipping our own proxies, so a client cannot forge it.
+    """
+    peer = request.META.get("REMOTE_ADDR", "")
+    if not _in(peer, settings.TRUSTED_PROXIES):
+        return peer
+    forwarded = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(forwarded):
+        if not _in(hop, settings.TRUSTED_PROXIES):
+            return hop
+    return forwarded[0] if forwarded else peer
+
+
+def check_source_address(request: HttpRequest) -> None:
+    """ALLOWLISTED_IPS (IPs and CIDRs), when set, applies to every webhook."""
+    if settings.ALLOWLISTED_IPS and not _in(client_address(request), settings.ALLOWLISTED_IPS):
+        raise WebhookForbidden(f"source address {client_address(request)} is not allowed")
+
+
 class WebhookView(APIView):
     """
     POST-only, no DRF authentication or parsing: providers read the raw request
@@ -41,13 +79,36 @@ class WebhookView(APIView):
     authentication_classes = ()
     permission_classes = ()
     http_method_names = ["post", "options"]
+    log_kind: str  # ChannelLog.Kind of the requests this view receives
+
+    def initial(self, request, *args, **kwargs):
+        self.started = time.monotonic()
+        self.provider_slug = kwargs.get("provider") or "unknown"
+        self.message_id = None  # set by `receive` to link the channel log row
+        super().initial(request, *args, **kwargs)
 
     def post(self, request, provider: str | None = None):
         http_request: HttpRequest = request._request
         self.check_size(http_request)
         webhook_provider = self.resolve_provider(http_request, provider)
+        self.provider_slug = webhook_provider.slug
+        check_source_address(http_request)
         webhook_provider.authenticate(http_request)
         return self.receive(http_request, webhook_provider)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if request.method == "POST":
+            channel_log_webhook(
+                kind=self.log_kind,
+                provider=self.provider_slug,
+                request=request._request,
+                response=response,
+                elapsed_ms=int((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000),
+                message_id=getattr(self, "message_id", None),
+                error="" if response.status_code < 400 else response.content.decode("utf-8", "replace")[:500],
+            )
+        return response
 
     @staticmethod
     def check_size(request: HttpRequest) -> None:
