@@ -115,7 +115,15 @@ def load_fixture(app: str, provider: str, name: str) -> bytes:
 def post_webhook(client):
     """POST a raw body to a webhook URL, signed for the generic provider unless told otherwise."""
 
-    def post(path: str, body: bytes | str | dict, *, content_type: str | None = None, headers=None, sign=True):
+    def post(
+        path: str,
+        body: bytes | str | dict,
+        *,
+        content_type: str | None = None,
+        headers=None,
+        sign=True,
+        remote: str = "127.0.0.1",
+    ):
         if isinstance(body, dict):
             body = json.dumps(body)
             content_type = content_type or "application/json"
@@ -123,7 +131,9 @@ def post_webhook(client):
             body = body.encode()
         if content_type is None:
             content_type = "application/json" if body[:1] in (b"{", b"[") else "application/x-www-form-urlencoded"
-        extra = {"HTTP_X_WEBHOOK_SECRET": WEBHOOK_SECRET} if sign else {}
+        extra = {"REMOTE_ADDR": remote}
+        if sign:
+            extra["HTTP_X_WEBHOOK_SECRET"] = WEBHOOK_SECRET
         for name, value in (headers or {}).items():
             extra["HTTP_" + name.upper().replace("-", "_")] = value
         return client.generic("POST", path, body, content_type=content_type, **extra)
@@ -161,7 +171,7 @@ class ProviderServer:
 
     def __init__(self):
         self.requests: list[RecordedRequest] = []
-        self.script: list[FakeResponse] = [FakeResponse(200, {"id": "gw-1"})]
+        self.script: list[FakeResponse] = []  # empty: 200 {"id": "gw-<n>"} for the n-th request
         self.respond: Callable[[RecordedRequest], FakeResponse] | None = None
         self._lock = threading.Lock()
         server = self
@@ -174,8 +184,10 @@ class ProviderServer:
                     server.requests.append(recorded)
                     if server.respond is not None:
                         reply = server.respond(recorded)
-                    else:
+                    elif server.script:
                         reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+                    else:
+                        reply = FakeResponse(200, {"id": f"gw-{len(server.requests)}"})
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)

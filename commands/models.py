@@ -99,7 +99,7 @@ class Shortcode(models.Model):
         verbose_name = _("shortcode")
         verbose_name_plural = _("shortcodes")
         constraints = [
-            models.CheckConstraint(condition=models.Q(session_ttl__gte=10), name="shortcode_session_ttl_min"),
+            models.CheckConstraint(condition=models.Q(session_ttl__gte=1), name="shortcode_session_ttl_positive"),
             models.CheckConstraint(condition=models.Q(max_mps__gte=1), name="shortcode_max_mps_min"),
             models.CheckConstraint(condition=models.Q(segment_limit__gte=1), name="shortcode_segment_limit_min"),
         ]

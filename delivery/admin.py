@@ -5,9 +5,9 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from delivery.models import DeliveryReport, Message
+from delivery.models import ChannelLog, DeliveryReport, Message, Suppression
 from delivery.phones import InvalidPhoneNumber, to_e164
-from delivery.services import messages_requeue
+from delivery.services import messages_requeue, suppression_add
 
 
 class ReadOnlyAdminMixin:
@@ -182,3 +182,44 @@ class DeliveryReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_select_related = ("message",)
     readonly_fields = [field.name for field in DeliveryReport._meta.fields]
+
+
+@admin.register(ChannelLog)
+class ChannelLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "kind", "provider", "status_code", "elapsed_ms", "message", "short_error")
+    list_filter = ("kind", "provider", "status_code", "created_at")
+    search_fields = ("=message__phone", "=message__provider_message_id", "=message__uuid")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_select_related = ("message",)
+    readonly_fields = [field.name for field in ChannelLog._meta.fields]
+
+    def get_queryset(self, request):
+        # Bodies are only read on the detail page.
+        return super().get_queryset(request).defer("request", "response")
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj):
+        return obj.error[:80]
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("phone", "shortcode_or_all", "keyword", "source", "created_at")
+    list_filter = ("source", "shortcode", "keyword", "created_at")
+    search_fields = ("=phone",)
+    date_hierarchy = "created_at"
+    fields = ("phone", "shortcode", "keyword", "source", "message", "created_at")
+    readonly_fields = ("source", "message", "created_at")
+
+    def has_change_permission(self, request, obj=None):
+        # An opt-out is a fact; to lift it the subscriber sends START or staff delete the row.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.phone = to_e164(obj.phone, region=settings.SMS_DEFAULT_REGION)
+        suppression_add(phone=obj.phone, shortcode=obj.shortcode, keyword=obj.keyword, source="admin")
+
+    @admin.display(description=_("shortcode"), ordering="shortcode")
+    def shortcode_or_all(self, obj):
+        return obj.shortcode or _("all")

@@ -342,21 +342,24 @@ def outbox_sweep(*, now: datetime | None = None, limit: int = 1000) -> dict:
     try:
         now = now or timezone.now()
         settled = now - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS)
-        reset = Message.objects.filter(
+        stale_sending = Message.objects.filter(
             direction="out",
             status=Status.SENDING,
             updated_at__lt=now - timedelta(seconds=settings.SENDING_STALE_AFTER_SECONDS),
-        ).update(status=Status.QUEUED, updated_at=now)
-        due = list(
+        )
+        reset = list(stale_sending.values_list("id", flat=True)[:limit])
+        Message.objects.filter(id__in=reset, status=Status.SENDING).update(status=Status.QUEUED)
+        due = reset + list(
             Message.objects.filter(direction="out", status=Status.QUEUED, updated_at__lt=settled)
             .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=settled))
+            .exclude(id__in=reset)
             .order_by("id")
             .values_list("id", flat=True)[:limit]
         )
         Message.objects.filter(id__in=due).update(updated_at=now)
         requeued = sum(publish(deliver_task, message_id) for message_id in due)
-        return {"requeued": requeued, "reset": reset}
+        return {"requeued": requeued, "reset": len(reset)}
     finally:
         lock_release("sweep:outbox")
 

@@ -18,6 +18,7 @@ class ShortcodeFactory(factory.django.DjangoModelFactory):
 class CommandFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Command
+        skip_postgeneration_save = True
 
     shortcode = factory.SubFactory(ShortcodeFactory)
     code = factory.Sequence(lambda n: str(n + 1))

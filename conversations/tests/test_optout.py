@@ -1,0 +1,88 @@
+"""Opt-out, opt-in and help words, and the rate limit, as a subscriber sees them."""
+
+import pytest
+from django.core.management import call_command
+
+from commands.models import Shortcode
+from conversations.tests.test_flows import PHONE, sms
+from delivery.models import Message, Suppression
+from delivery.services import message_send
+
+
+@pytest.fixture
+def demo(db):
+    call_command("seed_demo", verbosity=0)
+
+
+@pytest.mark.parametrize("word", ["STOP", "stop", " Stop ", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"])
+def test_opt_out_words_suppress_the_number_and_confirm_once(demo, word):
+    # when
+    reply = sms(word)
+    # then: one confirmation goes out
+    assert reply.startswith("You have been unsubscribed")
+    confirmation = Message.objects.get(direction="out")
+    assert confirmation.status == "queued"
+    suppression = Suppression.objects.get(phone=PHONE)
+    assert suppression.keyword == word.strip().upper()
+    assert suppression.shortcode == ("" if word.strip().upper() == "STOPALL" else "57675")
+    # and nothing else is sent
+    refused = message_send(shortcode="57675", phone=PHONE, body="Offer", provider="console")
+    assert (refused.status, refused.error_code) == ("refused", "opted_out")
+
+
+def test_everything_after_stop_is_refused_not_sent(demo):
+    sms("STOP")
+    sms("2")
+    replies = Message.objects.filter(direction="out").order_by("id")
+    assert [(m.status, m.error_code) for m in replies] == [("queued", ""), ("refused", "opted_out")]
+
+
+def test_stop_please_is_not_an_opt_out(demo):
+    assert sms("stop please").startswith("Sorry")
+    assert not Suppression.objects.exists()
+
+
+@pytest.mark.parametrize("word", ["START", "yes", "UNSTOP"])
+def test_opt_in_words_lift_the_suppression(demo, word):
+    sms("STOPALL")
+    assert sms(word) == "You are subscribed again. Reply HELP for help."
+    assert not Suppression.objects.exists()
+    assert sms("2") == "You are not registered yet. Send 1 to register."
+
+
+@pytest.mark.parametrize("word", ["HELP", "info"])
+def test_help_words_answer_the_help_text(demo, word):
+    assert sms(word) == Shortcode.objects.get(number="57675").help_text
+
+
+def test_shortcode_own_opt_out_words(demo):
+    Shortcode.objects.filter(number="57675").update(opt_out_keywords="BAND KARO, ruko")
+    assert sms("band karo").startswith("You have been unsubscribed")
+    assert Suppression.objects.get().keyword == "BAND KARO"
+
+
+def test_stop_ends_an_open_flow(demo):
+    from conversations.sessions import session_get
+
+    sms("1")
+    sms("STOP")
+    assert session_get(shortcode="57675", phone=PHONE) is None
+
+
+def test_stop_on_one_shortcode_leaves_others_alone(demo):
+    sms("STOP")
+    other = message_send(shortcode="99999", phone=PHONE, body="hi", provider="console")
+    assert other.status == "queued"
+
+
+def test_a_burst_over_the_rate_limit_is_stored_and_not_answered(demo):
+    # given
+    Shortcode.objects.filter(number="57675").update(inbound_limit_per_minute=3)
+    # when
+    replies = [sms("2") for _ in range(5)]
+    # then
+    assert [bool(r) for r in replies] == [True, True, True, False, False]
+    statuses = list(Message.objects.filter(direction="in").order_by("id").values_list("status", flat=True))
+    assert statuses == ["handled", "handled", "handled", "rate_limited", "rate_limited"]
+    # another sender is not limited
+    assert sms("2", phone="+919812345678")

@@ -1,0 +1,43 @@
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+
+from commands.models import Alias, Command, Shortcode
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent():
+    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+    shortcode = Shortcode.objects.get(number="57675")
+    assert shortcode.provider == "console"
+    assert sorted(Command.objects.filter(shortcode=shortcode).values_list("code", "handler_key")) == [
+        ("1", "register"),
+        ("2", "balance"),
+        ("3", "support"),
+        ("4", "http"),
+    ]
+    assert Alias.objects.filter(keyword="BAL").count() == 1
+    staff, agents = Group.objects.get(name="Business staff"), Group.objects.get(name="Support agents")
+    assert staff.permissions.filter(codename="change_command").exists()
+    assert not agents.permissions.exclude(codename__startswith="view_").exists()
+    assert agents.permissions.filter(codename="view_message").exists()
+
+
+@pytest.mark.django_db
+def test_simulate_sms_prints_the_replies(capsys):
+    call_command("seed_demo", verbosity=0)
+    call_command("simulate_sms", "1", "Asha", "2", sender="+919876543210", recipient="57675")
+    out = capsys.readouterr().out
+    assert "→ Welcome! Please reply with your name." in out
+    assert "→ Thank you Asha, you are registered." in out
+    assert "→ Hi Asha, your balance is Rs 0.00." in out
+    assert "[sent via console]" in out
+
+
+@pytest.mark.django_db
+def test_simulate_sms_refuses_an_invalid_number():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="not a valid phone number"):
+        call_command("simulate_sms", "1", sender="12", recipient="57675")
