@@ -16,6 +16,10 @@ def publish(task, *args) -> bool:
     except (KombuError, OSError) as exc:
         logger.error("could not queue %s%s, left for the sweep: %s", task.name, args, exc)
         return False
+    except Exception:
+        # Whatever the broker client raises, the row is stored and the sweep will find it.
+        logger.exception("could not queue %s%s, left for the sweep", task.name, args)
+        return False
     return True
 
 

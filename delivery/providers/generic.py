@@ -110,7 +110,8 @@ class GenericProvider(Provider):
             "callback_url": sms.callback_url,
         }
         headers = {"Authorization": f"Bearer {settings.GATEWAY_API_KEY}"} if settings.GATEWAY_API_KEY else {}
-        response, exchange = post_json(url, payload, headers)
+        timeout = float(sms.options.get("timeout") or settings.GATEWAY_TIMEOUT_SECONDS)
+        response, exchange = post_json(url, payload, headers, timeout=timeout)
         try:
             data = response.json()
         except ValueError:
@@ -129,10 +130,14 @@ class GenericProvider(Provider):
         raise MissingField("body")
 
 
-def post_json(url: str, payload: dict, headers: dict[str, str]) -> tuple[requests.Response, HttpExchange]:
+def post_json(
+    url: str, payload: dict, headers: dict[str, str], *, timeout: float | None = None
+) -> tuple[requests.Response, HttpExchange]:
     """POST and sort failures into transient (retry) and permanent (give up) ones."""
     try:
-        response = requests.post(url, json=payload, headers=headers, timeout=settings.GATEWAY_TIMEOUT_SECONDS)
+        response = requests.post(
+            url, json=payload, headers=headers, timeout=timeout or settings.GATEWAY_TIMEOUT_SECONDS
+        )
     except requests.RequestException as exc:
         failed = HttpExchange(
             method="POST", url=url, request_headers=headers, request_body=json.dumps(payload), error=repr(exc)

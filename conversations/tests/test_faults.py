@@ -1,0 +1,194 @@
+"""
+Faults on the real services (Postgres, Redis, a Celery worker process): a broker that
+goes away, a gateway that fails or hangs, webhooks duplicated concurrently, reports that
+race the send, a database that is down. Every inbound must end with exactly one reply.
+"""
+
+import contextlib
+import signal
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import kombu.pools
+import pytest
+from django.core.management import call_command
+from django.db import connection, connections
+from django.test import Client
+from django.utils import timezone
+
+from commands.models import Shortcode
+from conftest import WEBHOOK_SECRET, FakeResponse, wait_until
+from conversations.services import inbound_sweep
+from delivery.models import Message
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+INBOUND = "/webhooks/generic/inbound/"
+
+
+@pytest.fixture
+def demo(provider_server):
+    call_command("seed_demo", verbosity=0)
+    Shortcode.objects.filter(number="57675").update(
+        provider="generic",
+        provider_config={"outbound_url": f"{provider_server.url}/send", "timeout": 1},
+        inbound_limit_per_minute=1000,
+    )
+    return provider_server
+
+
+def inbound(client: Client, phone: str, text: str, message_id: str):
+    return client.post(
+        INBOUND,
+        {"from": phone, "to": "57675", "body": text, "id": message_id},
+        content_type="application/json",
+        HTTP_X_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+
+
+def replies_per_phone(server) -> Counter:
+    return Counter(request.json()["to"] for request in server.requests)
+
+
+@contextlib.contextmanager
+def broker_down():
+    """Point this process's Celery producer at a port where nothing listens, then back."""
+    from smsgate.celery import app
+
+    def reset_pools():
+        kombu.pools.reset()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    saved = app.conf.broker_url, app.conf.broker_write_url
+    app.conf.broker_url = app.conf.broker_write_url = "redis://127.0.0.1:9/0"
+    reset_pools()
+    try:
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_write_url = saved
+        reset_pools()
+
+
+def test_broker_down_during_a_burst_then_the_sweep_delivers_every_reply(celery_worker, demo, client):
+    phones = [f"+9198765{n:05d}" for n in range(10)]
+    # given: the broker is unreachable while a burst arrives
+    with broker_down():
+        responses = [inbound(client, phone, "2", f"down-{n}") for n, phone in enumerate(phones)]
+    # then: every webhook was answered and stored
+    assert [r.status_code for r in responses] == [200] * len(phones)
+    assert Message.objects.filter(direction="in", status="received").count() == len(phones)
+    # when: the broker is back and the sweep runs
+    result = inbound_sweep(now=timezone.now() + timedelta(minutes=5))
+    assert result == {"requeued": len(phones)}
+    # then: exactly one reply per inbound reaches the gateway
+    demo.wait_for(len(phones))
+    wait_until(lambda: Message.objects.filter(direction="out", status="sent").count() == len(phones), what="sent")
+    assert replies_per_phone(demo) == Counter(dict.fromkeys(phones, 1))
+
+
+def test_gateway_500_500_200_gives_one_send_after_three_attempts(celery_worker, demo, client):
+    demo.script = [FakeResponse(500, "down"), FakeResponse(503, "busy"), FakeResponse(200, {"id": "gw-ok"})]
+    assert inbound(client, "+919876543210", "2", "retry-1").status_code == 200
+    wait_until(lambda: Message.objects.filter(direction="out", status="sent").exists(), timeout=60, what="sent")
+    reply = Message.objects.get(direction="out")
+    assert (reply.attempts, reply.provider_message_id) == (3, "gw-ok")
+    assert len(demo.requests) == 3
+
+
+def test_a_hanging_gateway_times_out_and_is_retried(celery_worker, demo, client):
+    demo.script = [FakeResponse(200, {"id": "too-late"}, delay=3), FakeResponse(200, {"id": "gw-ok"})]
+    assert inbound(client, "+919876543210", "2", "hang-1").status_code == 200
+    wait_until(lambda: Message.objects.filter(direction="out", status="sent").exists(), timeout=60, what="sent")
+    reply = Message.objects.get(direction="out")
+    assert (reply.attempts, reply.provider_message_id) == (2, "gw-ok")
+
+
+def test_twenty_concurrent_copies_of_one_webhook_give_one_reply(celery_worker, demo):
+    results, barrier = [], threading.Barrier(20)
+
+    def post():
+        try:
+            barrier.wait()
+            results.append(inbound(Client(), "+919876543210", "2", "same-id").status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 20
+    demo.wait_for(1)
+    wait_until(lambda: Message.objects.filter(direction="out", status="sent").exists(), what="sent")
+    assert Message.objects.filter(direction="in").count() == 1
+    assert Message.objects.filter(direction="out").count() == 1
+    assert len(demo.requests) == 1
+
+
+def test_a_report_that_arrives_before_the_send_response_is_applied(celery_worker, demo, client):
+    # given: a gateway that reports delivery (by its own id, no ref) before answering the send
+    def report_first(request):
+        report = Client().post(
+            "/webhooks/generic/status/",
+            {"id": "gw-early", "status": "delivered"},
+            content_type="application/json",
+            HTTP_X_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        )
+        connections.close_all()
+        assert report.status_code == 200
+        return FakeResponse(200, {"id": "gw-early"})
+
+    demo.respond = report_first
+    # when
+    assert inbound(client, "+919876543210", "2", "early-1").status_code == 200
+    # then
+    wait_until(lambda: Message.objects.filter(direction="out", status="delivered").exists(), what="delivered")
+    reply = Message.objects.get(direction="out")
+    assert reply.provider_message_id == "gw-early"
+    assert reply.reports.get().applied
+
+
+def test_a_flow_keeps_its_order_across_the_worker(celery_worker, demo, client):
+    for n, text in enumerate(["1", "Asha", "2"]):
+        assert inbound(client, "+919876543210", text, f"flow-{n}").status_code == 200
+    demo.wait_for(3)
+    # Replies may leave in any order; what matters is that each answers the right step.
+    replies = Message.objects.filter(direction="out").order_by("in_reply_to_id")
+    bodies = [reply.body for reply in replies]
+    assert bodies == [
+        "Welcome! Please reply with your name.",
+        "Thank you Asha, you are registered.",
+        "Hi Asha, your balance is Rs 0.00.",
+    ]
+
+
+def test_database_down_is_a_503_so_the_aggregator_retries(client):
+    saved_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = 9  # nothing listens there
+    try:
+        response = inbound(client, "+919876543210", "2", "db-down")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved_port
+    assert response.status_code == 503
+    assert response.json() == {"error": "database unavailable, retry later"}
+    assert not Message.objects.exists()
+
+
+def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, demo, client):
+    phones = [f"+9198123{n:05d}" for n in range(10)]
+    celery_worker.send_signal(signal.SIGSTOP)
+    try:
+        responses = [inbound(client, phone, "2", f"paused-{n}") for n, phone in enumerate(phones)]
+        # duplicates of the whole burst while nothing is being handled
+        responses += [inbound(client, phone, "2", f"paused-{n}") for n, phone in enumerate(phones)]
+    finally:
+        celery_worker.send_signal(signal.SIGCONT)
+    assert [r.status_code for r in responses] == [200] * 20
+    demo.wait_for(len(phones))
+    wait_until(lambda: Message.objects.filter(direction="out", status="sent").count() == len(phones), what="sent")
+    assert replies_per_phone(demo) == Counter(dict.fromkeys(phones, 1))
