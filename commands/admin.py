@@ -11,7 +11,7 @@ from commands.services import command_validate_keywords
 
 
 def provider_choices():
-    return [(slug, slug) for slug in sorted(settings.SMS_PROVIDERS)]
+    return [(slug, slug) for slug in settings.SMS_PROVIDER_SLUGS]
 
 
 class ShortcodeForm(forms.ModelForm):

@@ -228,9 +228,12 @@ def _report_message(provider: str, update: StatusUpdate) -> Message | None:
     outbound = Message.objects.filter(direction="out")
     if update.reference:
         try:
-            return outbound.filter(uuid=uuid.UUID(update.reference)).first()
+            message = outbound.filter(uuid=uuid.UUID(update.reference)).first()
         except ValueError:
             logger.warning("%s report with a malformed ref %r", provider, update.reference)
+        else:
+            if message is not None:
+                return message
     if update.provider_message_id:
         return outbound.filter(provider=provider, provider_message_id=update.provider_message_id).first()
     return None

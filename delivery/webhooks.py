@@ -78,7 +78,7 @@ class WebhookView(APIView):
 
     authentication_classes = ()
     permission_classes = ()
-    http_method_names = ["post", "options"]
+    http_method_names = ["get", "post", "options"]
     log_kind: str  # ChannelLog.Kind of the requests this view receives
 
     def initial(self, request, *args, **kwargs):
@@ -92,13 +92,19 @@ class WebhookView(APIView):
         self.check_size(http_request)
         webhook_provider = self.resolve_provider(http_request, provider)
         self.provider_slug = webhook_provider.slug
+        if http_request.method not in webhook_provider.webhook_methods:
+            return error_response(
+                405, f"{webhook_provider.slug} webhooks take {', '.join(webhook_provider.webhook_methods)}"
+            )
         check_source_address(http_request)
         webhook_provider.authenticate(http_request)
         return self.receive(http_request, webhook_provider)
 
+    get = post
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        if request.method == "POST":
+        if request.method in ("GET", "POST"):
             channel_log_webhook(
                 kind=self.log_kind,
                 provider=self.provider_slug,

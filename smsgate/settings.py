@@ -152,7 +152,16 @@ SMS_PROVIDERS = {
     "console": "delivery.providers.console.ConsoleProvider",
     "generic": "delivery.providers.generic.GenericProvider",
     # further providers: one line each
+    "sinch": "delivery.providers.sinch.SinchProvider",
+    "msg91": "delivery.providers.msg91.Msg91Provider",
+    "twilio": "delivery.providers.twilio.TwilioProvider",
+    "plivo": "delivery.providers.plivo.PlivoProvider",
 }
+# Configurable adapters: every delivery/providers/adapters/*.json, plus these (slug -> config).
+SMS_ADAPTERS = env.json("SMS_ADAPTERS", default={})
+SMS_PROVIDER_SLUGS = sorted(
+    {*SMS_PROVIDERS, *SMS_ADAPTERS, *(p.stem for p in (BASE_DIR / "delivery/providers/adapters").glob("*.json"))}
+)
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="console")
 SMS_DEFAULT_REGION = env.str("SMS_DEFAULT_REGION", default="IN")
 
@@ -181,6 +190,8 @@ MSG91_API_BASE = env.str("MSG91_API_BASE", default="https://control.msg91.com")
 SINCH_WEBHOOK_TOKEN = env.str("SINCH_WEBHOOK_TOKEN", default="")
 MSG91_WEBHOOK_TOKEN = env.str("MSG91_WEBHOOK_TOKEN", default="")
 GENERIC_WEBHOOK_TOKEN = env.str("GENERIC_WEBHOOK_TOKEN", default="")
+GUPSHUP_WEBHOOK_TOKEN = env.str("GUPSHUP_WEBHOOK_TOKEN", default="")
+TEXTLOCAL_WEBHOOK_TOKEN = env.str("TEXTLOCAL_WEBHOOK_TOKEN", default="")
 
 GATEWAY_OUTBOUND_URL = env.str("GATEWAY_OUTBOUND_URL", default="")
 GATEWAY_API_KEY = env.str("GATEWAY_API_KEY", default="")
@@ -197,6 +208,8 @@ SECRET_SETTINGS = (
     "MSG91_AUTH_KEY",
     "MSG91_WEBHOOK_TOKEN",
     "GENERIC_WEBHOOK_TOKEN",
+    "GUPSHUP_WEBHOOK_TOKEN",
+    "TEXTLOCAL_WEBHOOK_TOKEN",
     "GATEWAY_API_KEY",
     "WEBHOOK_SECRET",
 )
@@ -221,7 +234,21 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
-DELIVER_MAX_RETRIES = env.int("DELIVER_MAX_RETRIES", default=5)
+DELIVER_MAX_ATTEMPTS = env.int("DELIVER_MAX_ATTEMPTS", default=6)
+# The sweep re-queues inbound and outbound rows still pending after this long (broker
+# was down), and `sending` rows whose worker died mid-call after the longer age.
+OUTBOX_SWEEP_AFTER_SECONDS = env.int("OUTBOX_SWEEP_AFTER_SECONDS", default=60)
+SENDING_STALE_AFTER_SECONDS = env.int("SENDING_STALE_AFTER_SECONDS", default=600)
+# Two SMS from one phone are handled one at a time, in order, under this lock.
+PHONE_LOCK_SECONDS = env.int("PHONE_LOCK_SECONDS", default=30)
+
+# Periodic jobs (celery beat). Keep task names stable across releases: during a rolling
+# deploy an old beat may schedule for new workers and the other way round.
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {"task": "delivery.tasks.outbox_sweep", "schedule": 30.0},
+    "inbound-sweep": {"task": "conversations.tasks.inbound_sweep", "schedule": 30.0},
+    "channel-log-purge": {"task": "delivery.tasks.channel_log_purge", "schedule": 3600.0},
+}
 
 LOGGING = {
     "version": 1,

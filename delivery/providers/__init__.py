@@ -1,10 +1,15 @@
-"""Provider registry, built once from settings.SMS_PROVIDERS (slug -> class path)."""
+"""
+Provider registry, built once: settings.SMS_PROVIDERS (slug -> class path), then the
+configurable adapters (every delivery/providers/adapters/*.json under its file name,
+and settings.SMS_ADAPTERS). Slugs are unique across both.
+"""
 
 from functools import cache
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from delivery.providers.adapter import load_adapters
 from delivery.providers.base import Provider
 
 
@@ -19,6 +24,9 @@ def _registry() -> dict[str, Provider]:
         provider = import_string(path)()
         assert provider.slug == slug, f"{path} declares slug {provider.slug!r}, registered as {slug!r}"
         providers[slug] = provider
+    for slug, adapter in load_adapters().items():
+        assert slug not in providers, f"adapter {slug!r} clashes with SMS_PROVIDERS[{slug!r}]"
+        providers[slug] = adapter
     return providers
 
 

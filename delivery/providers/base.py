@@ -130,6 +130,8 @@ class Provider(ABC):
 
     slug: ClassVar[str]
     receives_webhooks: ClassVar[bool] = True
+    # Some aggregators report with GET (Gupshup's delivery reports); others only POST.
+    webhook_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     STATUS_MAP: ClassVar[dict[str, str]] = {}
     IGNORED: ClassVar[frozenset[str]] = frozenset()
 
@@ -284,3 +286,13 @@ class ExchangeRecorder:
     def failed(self, method: str, url: str, error: Exception) -> None:
         """A call that got no response (timeout, refused connection)."""
         self.exchanges.append(HttpExchange(method=method, url=url, error=f"{error.__class__.__name__}: {error}"))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a Retry-After header given in seconds (the HTTP-date form is treated as absent)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -31,6 +31,7 @@ from delivery.providers.base import (
     exchange_from_response,
     first_of,
     request_data,
+    retry_after_seconds,
     verify_hmac_sha256_hex,
     webhooks_open_without_secret,
 )
@@ -163,12 +164,3 @@ def raise_for_send_status(response: requests.Response, exchange: HttpExchange) -
         raise PermanentSendError(
             f"gateway answered {status}: {response.text[:200]}", code=str(status), exchanges=(exchange,)
         )
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -1,0 +1,45 @@
+"""A local gateway sink: answers every send like a generic aggregator and counts what it got.
+
+    python bench/sink.py --port 8099 --out var/bench-sink.jsonl
+"""
+
+import argparse
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--out", default="var/bench-sink.jsonl")
+    args = parser.parse_args()
+    out = open(args.out, "a", buffering=1)  # noqa: SIM115 (kept open for the server's life)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            payload = json.loads(body or b"{}")
+            with lock:
+                out.write(json.dumps({"reference": payload.get("reference"), "to": payload.get("to")}) + "\n")
+            answer = json.dumps({"id": f"sink-{payload.get('reference')}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""
+A provider described by data, for aggregators without a module of their own.
+
+Each JSON file in delivery/providers/adapters/ becomes a provider named after the file
+(`gupshup.json` -> slug "gupshup"); settings.SMS_ADAPTERS (slug -> config) adds more or
+replaces a shipped one for a deployment. A config names:
+
+    name, docs                  what it is and where its documents are
+    auth                        {"type": "token"}: ?token= = <SLUG>_WEBHOOK_TOKEN (base.verify_webhook_token);
+                                {"type": "header", "header": "X-...", "secret": "{env:NAME}"}: shared secret;
+                                {"type": "none"}: only with DEBUG on, like any provider whose secret is unset
+    inbound                     field names (a name or a list, first present wins): from, to, body, id
+    status                      field names: id, status, error_code, error_message, reference;
+                                map (provider word -> ours, case-insensitive), ignored (known, move nothing)
+    claims                      {"inbound": [...], "status": [...]}: fields that, all present, mark a
+                                payload as this aggregator's on /sms-handler and /sms-dlr
+    outbound                    url, method (GET: params in the query; POST: params as `format` "form"
+                                or "json"), params, unicode_params (added when the text needs UCS-2),
+                                headers, allowed_hosts, and `response`: id_path
+                                (dotted JSON path) or id_regex (group 1), optional success_path +
+                                success_values, error_path, error_code_path
+
+Placeholders in outbound url, params and headers: {to} (E.164), {to_digits}, {from},
+{message}, {reference}, {callback_url}, {dlt_template_id}, {dlt_entity_id}, and
+{env:NAME}, read from the environment at send time so no secret is stored in the
+database. A parameter that renders empty is left out (an unset DLT id, no callback URL).
+
+A shortcode's provider_config may override the outbound part under "outbound" (another
+URL, method or params; the sender is its "sender" key, as for every provider). Those
+overrides are staff-editable data, so they may not name {env:...} secrets, and a URL
+must stay on the adapter's host (or one in `allowed_hosts`): otherwise an admin edit
+could send the aggregator password somewhere else.
+
+Webhook fields are read from the query string and the body together, because several
+Indian aggregators report with GET (Gupshup's delivery report) or put data in the URL.
+"""
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+import requests
+from django.conf import settings
+from django.http import HttpRequest
+
+from delivery.providers.base import (
+    HttpExchange,
+    InboundSMS,
+    MissingField,
+    OutboundSMS,
+    PermanentSendError,
+    Provider,
+    SendResult,
+    StatusUpdate,
+    TransientSendError,
+    WebhookBadRequest,
+    WebhookForbidden,
+    constant_time_equals,
+    exchange_from_response,
+    first_of,
+    request_data,
+    verify_webhook_token,
+    webhooks_open_without_secret,
+)
+from delivery.providers.generic import raise_for_send_status
+from delivery.segments import UCS2, encoding_of
+
+ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+SLUG = re.compile(r"[a-z0-9_]+")
+PLACEHOLDER = re.compile(r"\{(env:[A-Za-z_][A-Za-z0-9_]*|[a-z_]+)\}")
+PLACEHOLDERS = frozenset(
+    {"to", "to_digits", "from", "message", "reference", "callback_url", "dlt_template_id", "dlt_entity_id"}
+)
+# Query parameters that belong to us, not to the aggregator's payload.
+OWN_QUERY_PARAMS = frozenset({"token", "ref"})
+OUR_STATUSES = frozenset({"queued", "sent", "delivered", "undelivered", "failed", "rejected"})
+
+
+class AdapterConfigError(ValueError):
+    """An adapter config that cannot work; raised when the registry is built, not at the first SMS."""
+
+
+class ConfigurableProvider(Provider):
+    """One aggregator described by a config dict; see the module docstring for its keys."""
+
+    def __init__(self, slug: str, config: dict[str, Any]):
+        if not SLUG.fullmatch(slug):
+            raise AdapterConfigError(f"adapter slug {slug!r} must be lower-case letters, digits or _")
+        self.slug = slug
+        self.config = config
+        status = config.get("status", {})
+        self.STATUS_MAP = {str(word).strip().lower(): ours for word, ours in status.get("map", {}).items()}
+        self.IGNORED = frozenset(str(word).strip().lower() for word in status.get("ignored", []))
+        self.webhook_methods = frozenset(m.upper() for m in config.get("webhook_methods", ["POST"]))
+        self._validate()
+
+    def authenticate(self, request: HttpRequest) -> None:
+        auth = self.config.get("auth", {"type": "token"})
+        kind = auth.get("type", "token")
+        if kind == "token":
+            verify_webhook_token(request, self.slug)
+            return
+        if kind == "header":
+            secret = secret_value(auth.get("secret", ""))
+            if not secret:
+                if webhooks_open_without_secret():
+                    return
+                raise WebhookForbidden(f"{self.slug}: the shared secret is not configured; webhooks are refused")
+            if not constant_time_equals(secret, request.headers.get(auth["header"])):
+                raise WebhookForbidden(f"missing or wrong {auth['header']} header")
+            return
+        # "none": an open webhook is acceptable for local development only.
+        if not webhooks_open_without_secret():
+            raise WebhookForbidden(f"{self.slug} has no webhook authentication; refused with DEBUG off")
+
+    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+        """Inbound SMS, fields named by `inbound`; the config's `docs` names the aggregator's page."""
+        names = self.config.get("inbound", {})
+        data = request_fields(request)
+        body_fields = _names(names, "body")
+        if not any(name in data for name in body_fields):
+            raise MissingField(body_fields[0])
+        return InboundSMS(
+            sender=first_of(data, *_names(names, "from")),
+            recipient=first_of(data, *_names(names, "to")),
+            # An empty text is a message too (it gets the menu), but the field must be there.
+            body=first_of(data, *body_fields, required=False),
+            provider_message_id=first_of(data, *_names(names, "id"), required=False) or None,
+            raw=data,
+        )
+
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+        """One delivery report per request, fields named by `status`; the config's `docs` names its page."""
+        names = self.config.get("status", {})
+        data = request_fields(request)
+        reference = request.GET.get("ref") or first_of(data, *_names(names, "reference"), required=False)
+        provider_status = first_of(data, *_names(names, "status"))
+        id_names = _names(names, "id")
+        if not id_names and not reference:
+            # Receipts without a message id (Textlocal) are matched on our reference alone.
+            raise MissingField((_names(names, "reference") or ("ref",))[0])
+        return [
+            StatusUpdate(
+                status=self.map_status(provider_status),
+                provider_status=provider_status,
+                provider_message_id=first_of(data, *id_names, required=not reference) if id_names else "",
+                reference=reference,
+                error_code=first_of(data, *_names(names, "error_code"), required=False),
+                error_message=first_of(data, *_names(names, "error_message"), required=False),
+                raw=data,
+            )
+        ]
+
+    def send(self, sms: OutboundSMS) -> SendResult:
+        outbound = self._outbound(sms.options.get("outbound") or {})
+        values = {
+            "to": sms.to,
+            "to_digits": sms.to.lstrip("+"),
+            "from": sms.sender,
+            "message": sms.body,
+            "reference": sms.reference,
+            "callback_url": sms.callback_url or "",
+            "dlt_template_id": str(sms.options.get("dlt_template_id") or ""),
+            "dlt_entity_id": str(sms.options.get("dlt_entity_id") or ""),
+        }
+        # The webhook token rides in the callback URL (services.callback_url): masked like the API secrets.
+        secrets: list[str] = [webhook_token(self.slug)] if self._token_auth() else []
+        url = render(outbound["url"], values, allow_env=True, secrets=secrets)
+        params = render_params(outbound.get("params", {}), values, secrets)
+        if encoding_of(sms.body) == UCS2:
+            # Aggregators that do not detect Unicode themselves need to be told (Gupshup msg_type).
+            params.update(render_params(outbound.get("unicode_params", {}), values, secrets))
+        headers = {
+            name: value
+            for name, value in render_params(outbound.get("headers", {}), values, secrets).items()
+            if value != ""
+        }
+        method = outbound.get("method", "POST").upper()
+        if method == "GET":
+            response, exchange = http_send("GET", url, params=params, headers=headers, secrets=secrets)
+        elif outbound.get("format", "form") == "json":
+            response, exchange = http_send("POST", url, json_body=params, headers=headers, secrets=secrets)
+        else:
+            response, exchange = http_send("POST", url, data=params, headers=headers, secrets=secrets)
+        provider_message_id, data = read_response(response.text, outbound.get("response", {}), exchange)
+        return SendResult(provider_message_id=provider_message_id, raw=data, exchanges=(exchange,))
+
+    def claims(self, request: HttpRequest) -> bool:
+        marks = self.config.get("claims", {})
+        try:
+            data = request_fields(request)
+        except WebhookBadRequest:
+            return False
+        return any(fields and all(name in data for name in fields) for fields in marks.values())
+
+    def _token_auth(self) -> bool:
+        return self.config.get("auth", {}).get("type", "token") == "token"
+
+    def _outbound(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The adapter's outbound config with a shortcode's overrides on top (see the module docstring)."""
+        base = self.config["outbound"]
+        if not overrides:
+            return base
+        if not isinstance(overrides, dict):
+            raise PermanentSendError("provider_config 'outbound' must be an object", code="bad_config")
+        if "{env:" in json.dumps(overrides):
+            raise PermanentSendError("provider_config may not read {env:...} secrets", code="bad_config")
+        merged = {**base, **overrides, "allowed_hosts": base.get("allowed_hosts", [])}
+        for key in ("params", "headers", "response"):
+            if isinstance(overrides.get(key), dict):
+                merged[key] = {**base.get(key, {}), **overrides[key]}
+        if "url" in overrides:
+            home, there = urlsplit(base["url"]), urlsplit(str(overrides["url"]))
+            allowed = {home.hostname, *base.get("allowed_hosts", [])}
+            # Same scheme too: an https API's credentials must not go out over plain http.
+            if there.hostname not in allowed or there.scheme != home.scheme:
+                raise PermanentSendError(
+                    f"provider_config url must stay on {home.scheme}://{' or '.join(sorted(h for h in allowed if h))}",
+                    code="bad_config",
+                )
+        return merged
+
+    def _validate(self) -> None:
+        outbound = self.config.get("outbound")
+        if not isinstance(outbound, dict) or not outbound.get("url"):
+            raise AdapterConfigError(f"adapter {self.slug!r} needs outbound.url")
+        response = outbound.get("response", {})
+        if not (response.get("id_path") or response.get("id_regex")):
+            raise AdapterConfigError(f"adapter {self.slug!r} needs outbound.response.id_path or id_regex")
+        for name in PLACEHOLDER.findall(
+            json.dumps([outbound.get("url"), outbound.get("params"), outbound.get("headers")])
+        ):
+            if not name.startswith("env:") and name not in PLACEHOLDERS:
+                raise AdapterConfigError(f"adapter {self.slug!r}: unknown placeholder {{{name}}}")
+        unknown = set(self.STATUS_MAP.values()) - OUR_STATUSES
+        if unknown:
+            raise AdapterConfigError(f"adapter {self.slug!r} maps onto unknown statuses {sorted(unknown)}")
+        for key in ("from", "to", "body"):
+            if not _names(self.config.get("inbound", {}), key):
+                raise AdapterConfigError(f"adapter {self.slug!r} needs inbound.{key}")
+        if not _names(self.config.get("status", {}), "status"):
+            raise AdapterConfigError(f"adapter {self.slug!r} needs status.status")
+        auth = self.config.get("auth", {})
+        if auth.get("type", "token") not in ("token", "header", "none"):
+            raise AdapterConfigError(f"adapter {self.slug!r}: auth.type must be token, header or none")
+        if auth.get("type") == "header" and not (auth.get("header") and auth.get("secret")):
+            raise AdapterConfigError(f"adapter {self.slug!r}: header auth needs auth.header and auth.secret")
+        if outbound.get("method", "POST").upper() not in ("GET", "POST"):
+            raise AdapterConfigError(f"adapter {self.slug!r}: outbound.method must be GET or POST")
+        if outbound.get("format", "form") not in ("form", "json"):
+            raise AdapterConfigError(f"adapter {self.slug!r}: outbound.format must be form or json")
+
+
+def load_adapters() -> dict[str, ConfigurableProvider]:
+    """The shipped adapters (one JSON file each), then settings.SMS_ADAPTERS, which may replace one."""
+    configs: dict[str, dict[str, Any]] = {
+        path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(ADAPTERS_DIR.glob("*.json"))
+    }
+    configs.update(getattr(settings, "SMS_ADAPTERS", {}))
+    return {slug: ConfigurableProvider(slug, config) for slug, config in configs.items()}
+
+
+# Helpers (also used by delivery.providers.msg91) --------------------------------------
+
+
+def request_fields(request: HttpRequest) -> dict[str, Any]:
+    """The webhook's fields from the query string and the body together; the body wins on a clash."""
+    data = {name: value for name, value in request.GET.items() if name not in OWN_QUERY_PARAMS}
+    if request.method != "GET" and request.body.strip():
+        data.update(request_data(request))
+    if not data:
+        raise WebhookBadRequest("empty request: no query parameters and no body")
+    return data
+
+
+def webhook_token(slug: str) -> str:
+    return getattr(settings, f"{slug.upper()}_WEBHOOK_TOKEN", "")
+
+
+def render(template: str, values: dict[str, str], *, allow_env: bool, secrets: list[str] | None = None) -> str:
+    """Fill placeholders; {env:NAME} values are collected in `secrets` so the channel log never shows them."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name.startswith("env:"):
+            if not allow_env:
+                raise PermanentSendError("{env:...} is not allowed here", code="bad_config")
+            value = os.environ.get(name[4:], "")
+            if not value:
+                raise PermanentSendError(f"environment variable {name[4:]} is not set", code="not_configured")
+            if secrets is not None:
+                secrets.append(value)
+            return value
+        return values.get(name, match.group(0))
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+def secret_value(template: str) -> str:
+    """A webhook secret: `{env:NAME}` read now (empty when unset), or the literal value."""
+    match = PLACEHOLDER.fullmatch(template or "")
+    if match and match.group(1).startswith("env:"):
+        return os.environ.get(match.group(1)[4:], "")
+    return template or ""
+
+
+def render_params(templates: dict[str, Any], values: dict[str, str], secrets: list[str]) -> dict[str, Any]:
+    """Render a params or headers template (nested for JSON bodies); empty strings are left out."""
+    rendered: dict[str, Any] = {}
+    for name, template in templates.items():
+        if isinstance(template, dict):
+            rendered[name] = render_params(template, values, secrets)
+        elif isinstance(template, str):
+            value = render(template, values, allow_env=True, secrets=secrets)
+            if value != "":
+                rendered[name] = value
+        else:
+            rendered[name] = template
+    return rendered
+
+
+def read_response(text: str, spec: dict[str, Any], exchange: HttpExchange) -> tuple[str, dict[str, Any]]:
+    """The provider message id from a 2xx answer; aggregators often answer 200 to a refusal."""
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = None
+    raw = data if isinstance(data, dict) else {"response": text[:1000]}
+    if spec.get("success_path"):
+        outcome = str(dig(data, spec["success_path"]) or "").lower()
+        if outcome not in {str(value).lower() for value in spec.get("success_values", ["success"])}:
+            reason = dig(data, spec.get("error_path", "")) or text[:200]
+            code = str(dig(data, spec.get("error_code_path", "")) or "rejected")
+            raise PermanentSendError(f"refused: {reason}", code=code, exchanges=(exchange,))
+    provider_message_id = ""
+    if spec.get("id_path"):
+        provider_message_id = str(dig(data, spec["id_path"]) or "")
+    elif spec.get("id_regex"):
+        match = re.search(spec["id_regex"], text)
+        provider_message_id = match.group(1) if match else ""
+    if not provider_message_id:
+        raise PermanentSendError(f"answered without a message id: {text[:200]}", code="no_id", exchanges=(exchange,))
+    return provider_message_id, raw
+
+
+def dig(data: Any, path: str) -> Any:
+    """`messages.0.id` -> data["messages"][0]["id"]; None when any step is missing."""
+    if not path:
+        return None
+    for step in path.split("."):
+        if isinstance(data, dict):
+            data = data.get(step)
+        elif isinstance(data, list) and step.isdigit() and int(step) < len(data):
+            data = data[int(step)]
+        else:
+            return None
+    return data
+
+
+def http_send(
+    method: str,
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    json_body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    secrets: Iterable[str] = (),
+) -> tuple[requests.Response, HttpExchange]:
+    """
+    One provider call: timeouts and connection errors are transient, 5xx/429 transient,
+    other 4xx permanent (generic.raise_for_send_status). The exchange has `secrets` masked,
+    since {env:...} values are not among the settings the channel log masks.
+    """
+    try:
+        response = requests.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            json=json_body,
+            headers=headers,
+            timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+        )
+    except requests.RequestException as exc:
+        failed = HttpExchange(method=method, url=url, request_headers=dict(headers or {}), error=repr(exc))
+        code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
+        raise TransientSendError(f"{code}: {exc}", code=code, exchanges=(mask(failed, secrets),)) from exc
+    exchange = mask(exchange_from_response(response), secrets)
+    raise_for_send_status(response, exchange)
+    return response, exchange
+
+
+def mask(exchange: HttpExchange, secrets: Iterable[str]) -> HttpExchange:
+    forms = sorted(
+        {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}, key=len, reverse=True
+    )
+    if not forms:
+        return exchange
+
+    def clean(text: str) -> str:
+        for form in forms:
+            text = text.replace(form, "********")
+        return text
+
+    return HttpExchange(
+        method=exchange.method,
+        url=clean(exchange.url),
+        request_headers={name: clean(str(value)) for name, value in exchange.request_headers.items()},
+        request_body=clean(exchange.request_body),
+        status_code=exchange.status_code,
+        response_body=clean(exchange.response_body),
+        elapsed_ms=exchange.elapsed_ms,
+        error=clean(exchange.error),
+    )
+
+
+def _names(section: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = section.get(key) or ()
+    return (value,) if isinstance(value, str) else tuple(value)

@@ -1,0 +1,208 @@
+"""
+MSG91 (India).
+
+Send: the legacy `api/sendhttp.php`, because it is the MSG91 API that takes the DLT
+template id per request (`DLT_TE_ID`); the Flow API binds DLT ids to a flow configured
+in MSG91's panel. sendhttp has no per-message callback URL or client reference, so
+reports are matched on MSG91's request id, one per send (one number per request).
+
+Delivery reports: the panel's webhook, v2 (form field `data` = JSON string of
+`[{senderId, requestId, report: [{date, number, status, desc, ...}]}]`) or v3 (flat JSON,
+one report per object). Auth: `?token=` = MSG91_WEBHOOK_TOKEN, since MSG91 signs nothing.
+
+Docs: msg91.com help "How to use Webhook to get the delivery report"; api.msg91.com
+apidoc "Send SMS" (sendhttp.php) and its error codes.
+"""
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from delivery.providers.adapter import http_send, request_fields
+from delivery.providers.base import (
+    InboundSMS,
+    MissingField,
+    OutboundSMS,
+    PermanentSendError,
+    Provider,
+    SendResult,
+    StatusUpdate,
+    TransientSendError,
+    WebhookBadRequest,
+    first_of,
+    verify_webhook_token,
+)
+from delivery.segments import UCS2, encoding_of
+
+# Inbound (virtual number / keyword forwarding): MSG91 does not publish the field names,
+# so these are the names MSG91's own APIs and other Indian aggregators use.
+SENDER_FIELDS = ("sender", "mobile", "from", "msisdn", "number")
+RECIPIENT_FIELDS = ("inNumber", "to", "shortcode", "vmn", "longcode")
+BODY_FIELDS = ("message", "text", "content")
+ID_FIELDS = ("id", "requestId", "msgId", "messageId")
+
+# sendhttp's "system errors" (database unreachable, internal error) are MSG91's own
+# trouble and worth retrying; every other refusal is about the request and will recur.
+TRANSIENT_ERROR_CODES = frozenset({"001", "002", "601"})
+# A successful plain-text sendhttp reply is the 24-character request id.
+REQUEST_ID = re.compile(r"[0-9A-Za-z]{24}")
+TRANSACTIONAL_ROUTE = "4"
+
+
+class Msg91Provider(Provider):
+    slug = "msg91"
+    # MSG91 report status codes onto ours.
+    STATUS_MAP = {
+        "1": "delivered",
+        # MSG91 does not say whether the operator ever had it; final either way.
+        "2": "failed",
+        # NDNC (the number is on the Do-Not-Disturb registry), blocked number, and the two
+        # rejection codes: the operator or MSG91 refused it, which is what "rejected" means.
+        "9": "rejected",
+        "16": "rejected",
+        "17": "rejected",
+        "25": "rejected",
+    }
+
+    def authenticate(self, request: HttpRequest) -> None:
+        verify_webhook_token(request, self.slug)
+
+    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+        """
+        Virtual number / keyword forwarding. MSG91's help ("Virtual Number") documents the
+        forwarding but not its field names, so a reasonable set is accepted: sender
+        `sender`/`mobile`/`from`/`msisdn`/`number`, text `message`/`text`/`content`
+        (else `keyword` alone), our number `inNumber`/`to`/`shortcode`/`vmn`/`longcode`,
+        id `id`/`requestId`/`msgId`/`messageId`. JSON, form or query string.
+        """
+        data = request_fields(request)
+        if any(name in data for name in BODY_FIELDS):
+            body = first_of(data, *BODY_FIELDS, required=False)
+        elif "keyword" in data:
+            body = first_of(data, "keyword", required=False)
+        else:
+            raise MissingField("message")
+        return InboundSMS(
+            sender=first_of(data, *SENDER_FIELDS),
+            recipient=first_of(data, *RECIPIENT_FIELDS),
+            body=body,
+            provider_message_id=first_of(data, *ID_FIELDS, required=False) or None,
+            raw=data,
+        )
+
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+        """
+        Panel webhook v2 (form `data`) and v3 (flat JSON, an object or a list of them).
+        One request id covers every number of one send, so each report keeps its
+        `number` in `raw`. Docs: msg91.com help "How to use Webhook to get the delivery report".
+        """
+        reference = request.GET.get("ref", "")
+        updates = []
+        for report in _flat_reports(request):
+            provider_status = first_of(report, "status")
+            mapped = self.map_status(provider_status)
+            description = first_of(report, "failedReason", "desc", required=False)
+            updates.append(
+                StatusUpdate(
+                    status=mapped,
+                    provider_status=provider_status,
+                    provider_message_id=first_of(report, "requestId"),
+                    reference=reference,
+                    error_message="" if mapped == "delivered" else description,
+                    # `date` has no zone in MSG91's documents; delivered_at falls back to arrival time.
+                    raw=report,
+                )
+            )
+        return updates
+
+    def send(self, sms: OutboundSMS) -> SendResult:
+        """POST form to sendhttp.php with `response=json`; success is `{"type":"success","message":"<request id>"}`."""
+        if not settings.MSG91_AUTH_KEY:
+            raise PermanentSendError("MSG91_AUTH_KEY must be set", code="not_configured")
+        digits = sms.to.lstrip("+")
+        form = {
+            "authkey": settings.MSG91_AUTH_KEY,
+            "mobiles": digits,
+            "message": sms.body,
+            "sender": sms.options.get("sender") or sms.sender,
+            "route": str(sms.options.get("route") or TRANSACTIONAL_ROUTE),
+            # 91 for India; 0 ("international") otherwise, with the country code in `mobiles`.
+            "country": "91" if sms.to.startswith("+91") else "0",
+            "response": "json",
+        }
+        if encoding_of(sms.body) == UCS2:
+            form["unicode"] = "1"
+        dlt_template_id = sms.options.get("dlt_template_id")
+        if dlt_template_id:
+            form["DLT_TE_ID"] = str(dlt_template_id)
+        url = f"{settings.MSG91_API_BASE.rstrip('/')}/api/sendhttp.php"
+        response, exchange = http_send("POST", url, data=form)
+        request_id = _request_id(response.text, exchanges=(exchange,))
+        return SendResult(provider_message_id=request_id, raw={"response": response.text[:1000]}, exchanges=(exchange,))
+
+    def claims(self, request: HttpRequest) -> bool:
+        try:
+            reports = _flat_reports(request)
+        except WebhookBadRequest:
+            return False
+        return bool(reports) and all("requestId" in r and "status" in r for r in reports)
+
+
+def _flat_reports(request: HttpRequest) -> list[dict[str, Any]]:
+    """Every per-number report in the request, each with its send's fields (requestId, senderId...)."""
+    content_type = (request.content_type or "").lower()
+    raw = request.body
+    if "json" in content_type or (raw[:1] in (b"{", b"[") and "form" not in content_type):
+        payload = _json(raw, field=None)
+    else:
+        fields = request_fields(request)
+        if "data" not in fields:
+            raise MissingField("data")
+        payload = _json(fields["data"].encode() if isinstance(fields["data"], str) else b"", field="data")
+    items = payload if isinstance(payload, list) else [payload]
+    reports = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise WebhookBadRequest("each report must be an object", field="data")
+        if "report" not in item:
+            reports.append(item)  # v3: already one number's report
+            continue
+        if not isinstance(item["report"], list):
+            raise WebhookBadRequest("'report' must be a list", field="report")
+        shared = {name: value for name, value in item.items() if name != "report"}
+        for entry in item["report"]:
+            if not isinstance(entry, dict):
+                raise WebhookBadRequest("each of 'report' must be an object", field="report")
+            reports.append({**shared, **entry})
+    return reports
+
+
+def _json(raw: bytes, *, field: str | None) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WebhookBadRequest(f"{field or 'body'} is not valid JSON: {exc}", field=field) from None
+
+
+def _request_id(text: str, *, exchanges) -> str:
+    """MSG91 answers 200 for refusals too: the body says which it was."""
+    body = text.strip()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        message = str(data.get("message") or "")
+        if str(data.get("type", "")).lower() == "success" and message:
+            return message
+        code = str(data.get("code") or "")
+        error = TransientSendError if code in TRANSIENT_ERROR_CODES else PermanentSendError
+        raise error(
+            f"MSG91 refused the message: {message or body[:200]}", code=code or "msg91_error", exchanges=exchanges
+        )
+    if REQUEST_ID.fullmatch(body):
+        return body
+    raise PermanentSendError(f"MSG91 answered without a request id: {body[:200]}", code="no_id", exchanges=exchanges)

@@ -1,0 +1,261 @@
+"""
+Plivo messaging (shared/PROTOCOLS.md section 2).
+
+Webhooks are form-encoded and signed with `X-Plivo-Signature-V3` (URL, query and body)
+or, in the Messaging documents' older scheme, `X-Plivo-Signature-V2` (URL only); the
+SDK's functions check both. Sends go through the SDK's REST client; PLIVO_API_BASE
+aims it at another origin (a local stand-in in tests, an edge proxy in production).
+"""
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import plivo
+import requests
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from plivo.exceptions import PlivoRestError
+from plivo.utils import validate_signature, validate_v3_signature
+
+from delivery.providers.base import (
+    ExchangeRecorder,
+    InboundSMS,
+    MissingField,
+    OutboundSMS,
+    PermanentSendError,
+    Provider,
+    SendResult,
+    StatusUpdate,
+    TransientSendError,
+    WebhookForbidden,
+    first_of,
+    public_url,
+    request_data,
+    retry_after_seconds,
+    webhooks_open_without_secret,
+)
+
+# Plain headers are signed with the token of the (sub)account owning the number, the
+# `-Ma-` ones with the main account's: whichever our PLIVO_AUTH_TOKEN is, one matches.
+V3_SIGNATURE_HEADERS = ("X-Plivo-Signature-V3", "X-Plivo-Signature-Ma-V3")
+V3_NONCE_HEADER = "X-Plivo-Signature-V3-Nonce"
+V2_SIGNATURE_HEADERS = ("X-Plivo-Signature-V2", "X-Plivo-Signature-Ma-V2")
+V2_NONCE_HEADER = "X-Plivo-Signature-V2-Nonce"
+
+# Shortcode.provider_config keys -> the Send API's India DLT parameters.
+DLT_PARAMETERS = {
+    "dlt_entity_id": "dlt_entity_id",
+    "dlt_template_id": "dlt_template_id",
+    "dlt_category": "dlt_template_category",
+}
+
+
+def signature_v3_valid(
+    auth_token: str, method: str, url: str, nonce: str, signature: str, params: dict[str, list[str]]
+) -> bool:
+    """
+    Plivo's V3 signature, checked by the SDK (PROTOCOLS 2.2). `signature` may hold several
+    comma-separated signatures; one match is enough.
+    """
+    if not auth_token or not nonce or not signature:
+        return False
+    try:
+        return validate_v3_signature(method, url, nonce, auth_token, signature, params)
+    except PlivoRestError:
+        # The SDK validates its arguments (a URL it cannot read, say): not a valid signature.
+        return False
+
+
+def signature_v2_valid(auth_token: str, url: str, nonce: str, signature: str) -> bool:
+    """Plivo's V2 signature, checked by the SDK: it covers the URL without its query, and the nonce."""
+    if not auth_token or not nonce or not signature:
+        return False
+    return validate_signature(url, nonce, signature, auth_token)
+
+
+class _RebasedClient(plivo.RestClient):
+    """
+    The SDK's client, sent to `api_base` instead of Plivo's host when set (the SDK
+    resets its own base URI on every request, so the prepared request is rebased).
+    It keeps the last response because the SDK's exceptions drop the status and
+    headers, and the retry decision and Retry-After live there.
+    """
+
+    def __init__(self, auth_id: str, auth_token: str, *, api_base: str, timeout: float):
+        super().__init__(auth_id, auth_token, timeout=timeout)
+        self.api_base = api_base.rstrip("/")
+        self.last_url = ""
+        self.last_response: requests.Response | None = None
+
+    def send_request(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:
+        if self.api_base:
+            parts = urlsplit(request.url)
+            request.url = self.api_base + parts.path + (f"?{parts.query}" if parts.query else "")
+        self.last_url = request.url
+        self.last_response = None
+        self.last_response = super().send_request(request, **kwargs)
+        return self.last_response
+
+
+class PlivoProvider(Provider):
+    slug = "plivo"
+    # Plivo's message states (PROTOCOLS 2.3) in our words.
+    STATUS_MAP = {
+        "queued": "queued",
+        "sent": "sent",  # final in the US and Canada, where carriers send no receipts
+        "delivered": "delivered",
+        "read": "delivered",  # WhatsApp: read implies delivered
+        "undelivered": "undelivered",
+        "failed": "failed",  # never handed to a carrier
+        "rejected": "rejected",  # carrier or regulatory rejection
+        # A state of *inbound* messages: on an outbound report it says nothing about
+        # progress, and `queued`, the lowest rank, moves nothing.
+        "received": "queued",
+    }
+
+    def authenticate(self, request: HttpRequest) -> None:
+        token = settings.PLIVO_AUTH_TOKEN
+        if not token:
+            if webhooks_open_without_secret():
+                return
+            raise WebhookForbidden("PLIVO_AUTH_TOKEN is not configured; Plivo webhooks are refused")
+        url = public_url(request)
+        v3 = [request.headers[name] for name in V3_SIGNATURE_HEADERS if request.headers.get(name)]
+        if v3 or request.headers.get(V3_NONCE_HEADER):
+            # V3 covers the query and the body; once it is offered, the weaker V2 is not tried.
+            nonce = request.headers.get(V3_NONCE_HEADER, "")
+            # Lists, so that a repeated field is signed as Plivo signed it.
+            params = {name: request.POST.getlist(name) for name in request.POST}
+            if not any(signature_v3_valid(token, request.method, url, nonce, sig, params) for sig in v3):
+                raise WebhookForbidden(f"missing or wrong {V3_SIGNATURE_HEADERS[0]}")
+            return
+        v2 = [request.headers[name] for name in V2_SIGNATURE_HEADERS if request.headers.get(name)]
+        if v2:
+            nonce = request.headers.get(V2_NONCE_HEADER, "")
+            if not any(signature_v2_valid(token, url, nonce, sig) for sig in v2):
+                raise WebhookForbidden(f"missing or wrong {V2_SIGNATURE_HEADERS[0]}")
+            return
+        raise WebhookForbidden(f"missing {V3_SIGNATURE_HEADERS[0]} (or {V2_SIGNATURE_HEADERS[0]})")
+
+    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+        """
+        Incoming message to the application's message_url (form-encoded). Numbers come
+        without "+"; the caller normalises them.
+        Docs: https://www.plivo.com/docs/messaging/api/message/handling-incoming
+        """
+        data = request_data(request)
+        # SMS carry `Text`; MMS carry `Body`. An empty text is a message too.
+        text_field = next((name for name in ("Text", "Body") if name in data), None)
+        if text_field is None:
+            raise MissingField("Text")
+        return InboundSMS(
+            sender=first_of(data, "From"),
+            recipient=first_of(data, "To"),
+            body=first_of(data, text_field, required=False),
+            provider_message_id=first_of(data, "MessageUUID"),
+            raw=data,
+        )
+
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+        """
+        Message status callback to the `url` given at send, one message per request. Its
+        times carry no zone, so the report's time is when we received it.
+        Docs: https://www.plivo.com/docs/messaging/api/message/message-status-callbacks
+        """
+        data = request_data(request)
+        provider_status = first_of(data, "Status")
+        update = StatusUpdate(
+            status=self.map_status(provider_status),
+            provider_status=provider_status,
+            provider_message_id=first_of(data, "MessageUUID"),
+            reference=request.GET.get("ref", ""),
+            error_code=first_of(data, "ErrorCode", required=False),
+            raw=data,
+        )
+        return [update]
+
+    def send(self, sms: OutboundSMS) -> SendResult:
+        """
+        Send a message. Docs: https://www.plivo.com/docs/messaging/api/message/send-a-message
+        """
+        if not settings.PLIVO_AUTH_ID or not settings.PLIVO_AUTH_TOKEN:
+            raise PermanentSendError("PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN must be set", code="not_configured")
+        try:
+            # A client per send: the recorder hooks its session, and the provider stays stateless.
+            client = _RebasedClient(
+                settings.PLIVO_AUTH_ID,
+                settings.PLIVO_AUTH_TOKEN,
+                api_base=settings.PLIVO_API_BASE,
+                timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+            )
+        except PlivoRestError as exc:  # the SDK refuses an auth ID not shaped MA…/SA…
+            raise PermanentSendError(f"Plivo client: {exc}", code="not_configured") from exc
+        recorder = ExchangeRecorder().attach(client.session)
+        params: dict[str, Any] = {
+            "src": sms.sender,
+            # Plivo wants digits with the country code, no "+" (PROTOCOLS 2.4).
+            "dst": sms.to.lstrip("+"),
+            "text": sms.body,
+            "method": "POST",
+        }
+        if sms.callback_url:
+            params["url"] = sms.callback_url
+        for option, parameter in DLT_PARAMETERS.items():
+            if sms.options.get(option):
+                params[parameter] = str(sms.options[option])
+        try:
+            with client:  # closes the client's sessions
+                response = client.messages.create(**params)
+        except PlivoRestError as exc:
+            raise self._api_error(exc, client, recorder) from exc
+        except requests.RequestException as exc:
+            recorder.failed("POST", client.last_url, exc)
+            code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
+            raise TransientSendError(f"Plivo {code}: {exc}", code=code, exchanges=tuple(recorder.exchanges)) from exc
+        uuids = getattr(response, "message_uuid", None) or []
+        if not uuids:
+            # Plivo took it but we cannot match its reports; retrying could send it twice.
+            raise PermanentSendError(
+                "Plivo accepted the message without a message_uuid", code="no_id", exchanges=tuple(recorder.exchanges)
+            )
+        # One UUID per destination; we send to one.
+        return SendResult(
+            provider_message_id=str(uuids[0]),
+            raw=_json(client.last_response),
+            exchanges=tuple(recorder.exchanges),
+        )
+
+    @staticmethod
+    def _api_error(
+        exc: PlivoRestError, client: _RebasedClient, recorder: ExchangeRecorder
+    ) -> TransientSendError | PermanentSendError:
+        """5xx and 429 are worth retrying; any other answer will not get better. Plivo's errors carry no code."""
+        response = client.last_response
+        exchanges = tuple(recorder.exchanges)
+        if response is None:
+            # The SDK refused the arguments before calling (e.g. src equal to dst).
+            return PermanentSendError(f"Plivo SDK refused the message: {exc}", code="invalid_request")
+        status = response.status_code
+        text = f"Plivo answered {status}: {exc}"
+        if status == 429 or status >= 500:
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            return TransientSendError(text, code=str(status), retry_after=retry_after, exchanges=exchanges)
+        return PermanentSendError(text, code=str(status), exchanges=exchanges)
+
+    def ack(self) -> HttpResponse:
+        # An empty Plivo XML document: reply later through the API, never in the webhook's answer.
+        return HttpResponse("<Response></Response>", content_type="application/xml")
+
+    def claims(self, request: HttpRequest) -> bool:
+        headers = (*V3_SIGNATURE_HEADERS, *V2_SIGNATURE_HEADERS)
+        if any(name in request.headers for name in headers):
+            return True
+        return bool(request.POST.get("MessageUUID"))
+
+
+def _json(response: requests.Response | None) -> dict[str, Any]:
+    try:
+        data = response.json() if response is not None else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

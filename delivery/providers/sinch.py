@@ -1,0 +1,244 @@
+"""
+Sinch SMS REST API (xms/v1).
+
+Inbound `mo_text` and both delivery-report shapes arrive as JSON; numbers carry no
+leading "+" (the caller normalises them). Our reference travels as the batch's
+`client_reference` and as `?ref=` on the callback URL.
+
+Auth: with SINCH_WEBHOOK_SECRET set, the HMAC headers Sinch adds when signing is enabled
+on the account (x-sinch-webhook-signature, -nonce, -timestamp); otherwise `?token=` =
+SINCH_WEBHOOK_TOKEN, because SMS callbacks are not signed by default.
+
+Docs: https://developers.sinch.com/docs/sms/api-reference/ (Batches, Inbounds, Delivery
+reports) and https://developers.sinch.com/docs/sms/api-reference/sms/tag/Webhooks/.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from delivery.providers.base import (
+    InboundSMS,
+    MissingField,
+    OutboundSMS,
+    PermanentSendError,
+    Provider,
+    SendResult,
+    StatusUpdate,
+    WebhookBadRequest,
+    WebhookForbidden,
+    first_of,
+    request_data,
+    verify_webhook_token,
+)
+from delivery.providers.generic import post_json
+
+SIGNATURE_HEADER = "x-sinch-webhook-signature"
+NONCE_HEADER = "x-sinch-webhook-signature-nonce"
+TIMESTAMP_HEADER = "x-sinch-webhook-signature-timestamp"
+# Sinch's SDK checks no age; a captured request replayed later must not pass.
+MAX_SIGNATURE_AGE_SECONDS = 300
+
+MO_TYPES = frozenset({"mo_text"})
+BATCH_REPORT_TYPES = frozenset({"delivery_report_sms"})
+RECIPIENT_REPORT_TYPES = frozenset({"recipient_delivery_report_sms"})
+KNOWN_TYPES = MO_TYPES | BATCH_REPORT_TYPES | RECIPIENT_REPORT_TYPES | {"mo_binary"}
+
+# Report codes that say why a message did not arrive (0 delivered, 400 queued and 401
+# dispatched are not errors); kept as text so support agents need not look them up.
+ERROR_CODES = {
+    402: "unroutable",
+    403: "internal error",
+    404: "temporary delivery failure",
+    405: "unmatched parameter",
+    406: "internal expiry",
+    407: "cancelled",
+    408: "internal reject",
+    410: "unmatched default originator",
+    411: "exceeded parts limit",
+    412: "unprovisioned region",
+    413: "blocked account",
+}
+
+
+class SinchProvider(Provider):
+    slug = "sinch"
+    # Sinch's statuses (Title-case on the wire, UPPERCASE in the Python SDK) onto ours.
+    STATUS_MAP = {
+        "queued": "queued",  # still inside Sinch, waiting for the account's rate
+        "dispatched": "sent",  # accepted for delivery by the operator's SMSC
+        "delivered": "delivered",
+        # Handed to the SMSC but no receipt (or an unreadable one) came back: "sent" is all
+        # we know, and it must not read as a failure to support agents.
+        "unknown": "sent",
+        "failed": "undelivered",  # the operator tried and could not deliver
+        "deleted": "undelivered",  # dropped by the remote SMSC (invalid or opted-out number)
+        "rejected": "rejected",  # refused by the SMSC
+        # The next three never reached an operator, which is what our "failed" means.
+        "aborted": "failed",  # unroutable, unprovisioned region, no default originator
+        "cancelled": "failed",  # cancelled before dispatch
+        "expired": "failed",  # expired before it reached the SMSC
+    }
+
+    def authenticate(self, request: HttpRequest) -> None:
+        secret = settings.SINCH_WEBHOOK_SECRET
+        if not secret:
+            verify_webhook_token(request, self.slug)
+            return
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        nonce = request.headers.get(NONCE_HEADER, "")
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        if not (signature and nonce and timestamp):
+            raise WebhookForbidden("missing x-sinch-webhook-signature, -nonce or -timestamp header")
+        if not signature_fresh(timestamp, now=time.time()):
+            raise WebhookForbidden("x-sinch-webhook-signature-timestamp is not within 5 minutes of now")
+        if not signature_valid(secret, request.body, nonce, timestamp, signature):
+            raise WebhookForbidden("wrong x-sinch-webhook-signature")
+
+    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+        """MO callback, `type: mo_text`. Docs: SMS API reference, Inbounds > MOText."""
+        data = request_data(request)
+        kind = first_of(data, "type")
+        if kind not in MO_TYPES:
+            # mo_binary carries a Base64 body and UDH: not a keyword a shortcode can answer.
+            raise WebhookBadRequest(f"Sinch '{kind}' is not a text SMS (mo_text)", field="type")
+        if "body" not in data:
+            raise MissingField("body")
+        return InboundSMS(
+            sender=first_of(data, "from"),
+            recipient=first_of(data, "to"),
+            body=first_of(data, "body", required=False),
+            provider_message_id=first_of(data, "id", required=False) or None,
+            raw=data,
+        )
+
+    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+        """
+        Delivery reports. `recipient_delivery_report_sms` (delivery_report per_recipient,
+        what we ask for) is one number; `delivery_report_sms` (summary/full) groups numbers
+        by status, with `recipients` listed only for `full`. Docs: SMS API reference,
+        Delivery reports > RecipientDeliveryReport and BatchDeliveryReport.
+        """
+        data = request_data(request)
+        kind = first_of(data, "type")
+        reference = request.GET.get("ref") or first_of(data, "client_reference", required=False)
+        batch_id = first_of(data, "batch_id")
+        if kind in RECIPIENT_REPORT_TYPES:
+            return [self._update(data, batch_id=batch_id, reference=reference, raw=data)]
+        if kind not in BATCH_REPORT_TYPES:
+            raise WebhookBadRequest(f"Sinch '{kind}' is not a delivery report", field="type")
+        statuses = data.get("statuses")
+        if not isinstance(statuses, list):
+            raise WebhookBadRequest("'statuses' must be a list", field="statuses")
+        updates = []
+        for entry in statuses:
+            if not isinstance(entry, dict):
+                raise WebhookBadRequest("each of 'statuses' must be an object", field="statuses")
+            recipients = entry.get("recipients") or [""]
+            for recipient in recipients:
+                raw = {**data, "statuses": [entry], "recipient": str(recipient)}
+                updates.append(self._update(entry, batch_id=batch_id, reference=reference, raw=raw, at_from=data))
+        return updates
+
+    def send(self, sms: OutboundSMS) -> SendResult:
+        """POST /xms/v1/{service_plan_id}/batches, one recipient per batch so the batch id is the message's."""
+        plan, token = settings.SINCH_SERVICE_PLAN_ID, settings.SINCH_API_TOKEN
+        if not plan or not token:
+            raise PermanentSendError("SINCH_SERVICE_PLAN_ID and SINCH_API_TOKEN must be set", code="not_configured")
+        url = f"{settings.SINCH_API_BASE.rstrip('/')}/xms/v1/{plan}/batches"
+        payload: dict[str, Any] = {
+            "from": sms.sender,
+            "to": [sms.to.lstrip("+")],
+            "body": sms.body,
+            # Sinch's default is "none", which sends no delivery report at all.
+            "delivery_report": "per_recipient",
+            "client_reference": sms.reference,
+        }
+        if sms.callback_url:
+            payload["callback_url"] = sms.callback_url
+        response, exchange = post_json(url, payload, {"Authorization": f"Bearer {token}"})
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        batch_id = str(data.get("id") or "") if isinstance(data, dict) else ""
+        if not batch_id:
+            raise PermanentSendError(
+                f"Sinch answered {response.status_code} without a batch id", code="no_id", exchanges=(exchange,)
+            )
+        return SendResult(provider_message_id=batch_id, raw=data, exchanges=(exchange,))
+
+    def claims(self, request: HttpRequest) -> bool:
+        try:
+            data = request_data(request)
+        except WebhookBadRequest:
+            return False
+        return data.get("type") in KNOWN_TYPES and ("batch_id" in data or "from" in data)
+
+    def _update(
+        self,
+        report: dict[str, Any],
+        *,
+        batch_id: str,
+        reference: str,
+        raw: dict[str, Any],
+        at_from: dict[str, Any] | None = None,
+    ) -> StatusUpdate:
+        provider_status = first_of(report, "status")
+        code = report.get("code")
+        error_code = str(code) if isinstance(code, int) and code in ERROR_CODES else ""
+        times = at_from if at_from is not None else report
+        return StatusUpdate(
+            status=self.map_status(provider_status),
+            provider_status=provider_status,
+            provider_message_id=batch_id,
+            reference=reference,
+            error_code=error_code,
+            error_message=ERROR_CODES.get(code, "") if error_code else "",
+            # The operator's own time is when the handset got it; `at` is when Sinch wrote the report.
+            at=parse_time(times.get("operator_status_at")) or parse_time(times.get("at")),
+            raw=raw,
+        )
+
+
+def signature(secret: str, raw_body: bytes, nonce: str, timestamp: str) -> str:
+    """Base64 HMAC-SHA256 of `raw body.nonce.timestamp`, keyed with the secret's UTF-8 bytes."""
+    signed = raw_body + b"." + nonce.encode() + b"." + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+
+
+def signature_valid(secret: str, raw_body: bytes, nonce: str, timestamp: str, given: str) -> bool:
+    if not (secret and nonce and timestamp and given):
+        return False
+    return hmac.compare_digest(signature(secret, raw_body, nonce, timestamp).encode(), given.strip().encode())
+
+
+def signature_fresh(timestamp: str, *, now: float) -> bool:
+    """The timestamp (Unix seconds) is within five minutes of now, either way (clock skew)."""
+    try:
+        signed_at = int(timestamp.strip())
+    except ValueError:
+        return False
+    return abs(now - signed_at) <= MAX_SIGNATURE_AGE_SECONDS
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 UTC as Sinch writes it, which may carry more than six fractional digits."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
