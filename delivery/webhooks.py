@@ -94,7 +94,7 @@ class WebhookView(APIView):
         self.provider_slug = webhook_provider.slug
         if http_request.method not in webhook_provider.webhook_methods:
             return error_response(
-                405, f"{webhook_provider.slug} webhooks take {', '.join(webhook_provider.webhook_methods)}"
+                405, f"{webhook_provider.slug} webhooks take {', '.join(sorted(webhook_provider.webhook_methods))}"
             )
         check_source_address(http_request)
         webhook_provider.authenticate(http_request)
