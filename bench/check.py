@@ -1,6 +1,6 @@
 """After a load run: every inbound of the run must have exactly one reply, sent once to the sink.
 
-    python bench/check.py --run RUN_ID --sink var/bench-sink.jsonl [--wait 120]
+python bench/check.py --run RUN_ID --sink var/bench-sink.jsonl [--wait 120]
 """
 
 import argparse
@@ -39,9 +39,7 @@ def main():
             break
         time.sleep(2)
     total = inbound.count()
-    reply_counts = Counter(
-        inbound.annotate(replies=Count("replies")).values_list("replies", flat=True)
-    )
+    reply_counts = Counter(inbound.annotate(reply_count=Count("replies")).values_list("reply_count", flat=True))
     references = {str(u) for u in Message.objects.filter(in_reply_to__in=inbound).values_list("uuid", flat=True)}
     sink = Counter()
     with open(args.sink) as lines:

@@ -10,6 +10,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -102,17 +103,19 @@ def channel_log_webhook(
     except Exception:  # the body may be unreadable (too large): log without it
         body = ""
     try:
-        ChannelLog.objects.create(
-            kind=kind,
-            provider=provider,
-            message_id=message_id,
-            url=redact(request.get_full_path(), secrets),
-            request=_format(headers, body[:20_000], secrets).replace("\x00", ""),
-            response=redact(response.content.decode("utf-8", "replace")[:5_000], secrets),
-            status_code=response.status_code,
-            elapsed_ms=elapsed_ms,
-            error=redact(error, secrets),
-        )
+        # A savepoint: a failed log row must not break the webhook's own transaction.
+        with transaction.atomic():
+            ChannelLog.objects.create(
+                kind=kind,
+                provider=provider,
+                message_id=message_id,
+                url=redact(request.get_full_path(), secrets),
+                request=_format(headers, body[:20_000], secrets).replace("\x00", ""),
+                response=redact(response.content.decode("utf-8", "replace")[:5_000], secrets),
+                status_code=response.status_code,
+                elapsed_ms=elapsed_ms,
+                error=redact(error, secrets),
+            )
     except Exception:  # the log is a diagnostic: losing one row must not lose the webhook's answer
         logger.exception("could not write the channel log for a %s webhook", provider)
 

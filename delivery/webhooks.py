@@ -13,7 +13,7 @@ from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.http import HttpRequest, JsonResponse
 from rest_framework.views import APIView
 
@@ -98,23 +98,31 @@ class WebhookView(APIView):
             )
         check_source_address(http_request)
         webhook_provider.authenticate(http_request)
-        return self.receive(http_request, webhook_provider)
+        # The stored rows and their channel log row commit together: one commit per webhook.
+        with transaction.atomic():
+            response = self.receive(http_request, webhook_provider)
+            self.log(http_request, response)
+        return response
 
     get = post
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        if request.method in ("GET", "POST"):
-            channel_log_webhook(
-                kind=self.log_kind,
-                provider=self.provider_slug,
-                request=request._request,
-                response=response,
-                elapsed_ms=int((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000),
-                message_id=getattr(self, "message_id", None),
-                error="" if response.status_code < 400 else response.content.decode("utf-8", "replace")[:500],
-            )
+        if request.method in ("GET", "POST") and not getattr(self, "logged", False):
+            self.log(request._request, response)  # refused or failed webhooks
         return response
+
+    def log(self, request: HttpRequest, response) -> None:
+        self.logged = True
+        channel_log_webhook(
+            kind=self.log_kind,
+            provider=self.provider_slug,
+            request=request,
+            response=response,
+            elapsed_ms=int((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000),
+            message_id=getattr(self, "message_id", None),
+            error="" if response.status_code < 400 else response.content.decode("utf-8", "replace")[:500],
+        )
 
     @staticmethod
     def check_size(request: HttpRequest) -> None:

@@ -16,6 +16,11 @@ STATUS = "/webhooks/generic/status/"
     "fixture,expected",
     [
         ("status_queued.json", "sent"),  # a late "queued" never moves a sent message back
+        ("status_accepted.json", "sent"),
+        ("status_enroute.json", "sent"),
+        ("status_submitted.json", "sent"),
+        ("status_form_undeliv.txt", "undelivered"),
+        ("status_form_rejectd.txt", "rejected"),
         ("status_sent.json", "sent"),
         ("status_delivered.json", "delivered"),
         ("status_form_delivrd.txt", "delivered"),
@@ -177,3 +182,25 @@ def test_report_for_an_inbound_message_id_matches_nothing():
     assert report.message is None
     inbound.refresh_from_db()
     assert inbound.status == "handled"
+
+
+def test_every_generic_fixture_is_used_and_every_status_word_has_one():
+    from pathlib import Path
+
+    from django.test import RequestFactory
+
+    from delivery.providers import get_provider
+
+    # given
+    folder = Path(__file__).parent / "fixtures" / "generic"
+    source = Path(__file__).read_text()
+    provider = get_provider("generic")
+    covered = set()
+    # when
+    for path in folder.iterdir():
+        assert path.name in source, f"fixture {path.name} is used by no test"
+        content_type = "application/json" if path.suffix == ".json" else "application/x-www-form-urlencoded"
+        request = RequestFactory().post("/webhooks/generic/status/", path.read_bytes(), content_type=content_type)
+        covered |= {update.provider_status.lower() for update in provider.parse_status(request)}
+    # then
+    assert set(provider.STATUS_MAP) <= covered

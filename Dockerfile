@@ -1,0 +1,16 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput -v0
+
+RUN useradd --system --uid 1000 smsgate && mkdir -p var && chown smsgate var
+USER smsgate
+
+EXPOSE 8000
+CMD ["gunicorn", "smsgate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
