@@ -1,6 +1,6 @@
 """A local gateway sink: answers every send like a generic aggregator and counts what it got.
 
-    python bench/sink.py --port 8099 --out var/bench-sink.jsonl
+python bench/sink.py --port 8099 --out var/bench-sink.jsonl
 """
 
 import argparse

@@ -34,6 +34,8 @@ class HandlerResult:
     reply: str
     next_step: str | None = None  # set to keep the conversation open
     state: dict[str, Any] = field(default_factory=dict)
+    # Named values for a command whose config replies through a DLT template.
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[HandlerContext], HandlerResult]

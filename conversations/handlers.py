@@ -23,8 +23,9 @@ def balance(ctx: HandlerContext) -> HandlerResult:
     contact = Contact.objects.filter(phone=ctx.phone, registered_at__isnull=False).first()
     if contact is None:
         return HandlerResult(reply=ctx.config.get("unregistered", "You are not registered yet. Send 1 to register."))
+    values = {"name": contact.name, "balance": contact.balance}
     text = ctx.config.get("text", "Hi {name}, your balance is Rs {balance}.")
-    return HandlerResult(reply=text.format(name=contact.name, balance=contact.balance))
+    return HandlerResult(reply=text.format(**values), values=values)
 
 
 @handler("support", description="Ask for the issue and open a ticket (two steps).")

@@ -20,6 +20,7 @@ from delivery.queueing import enqueue_on_commit, publish
 from delivery.services import message_send, suppression_add, suppression_remove
 from delivery.text import clean_payload, clean_text
 from delivery.throttle import lock_acquire, lock_release, window_count
+from templates.services import TemplateRenderError, template_render
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_supp
         in_reply_to=inbound,
         segment_limit=shortcode.segment_limit,
         ignore_suppression=ignore_suppression,
+        dlt_header=shortcode.sender if shortcode.requires_dlt else None,
     )
 
 
@@ -215,6 +217,12 @@ def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> str:
             config=command.config,
         )
     result = handler_run(command=command, context=context)
+    if result.values and command.config.get("template"):
+        result = HandlerResult(
+            reply=template_reply(command=command, values=result.values, fallback=result.reply),
+            next_step=result.next_step,
+            state=result.state,
+        )
     if result.next_step:
         session_save(
             shortcode=shortcode.number,
@@ -244,6 +252,19 @@ def handler_run(*, command: Command, context: HandlerContext) -> HandlerResult:
     except Exception:
         logger.exception("handler %r failed for %s", command.handler_key, context.phone)
         return HandlerResult(reply=UNAVAILABLE_REPLY)
+
+
+def template_reply(*, command: Command, values: dict, fallback: str) -> str:
+    """
+    Render the approved DLT template a command's config names ("template": its DLT ID,
+    "values": format strings over the handler's values, in placeholder order).
+    """
+    try:
+        rendered = [str(spec).format(**values) for spec in command.config.get("values", [])]
+        return template_render(dlt_template_id=command.config["template"], values=rendered)
+    except (KeyError, IndexError, ValueError, TemplateRenderError) as exc:
+        logger.error("command %s: template %r could not be rendered: %s", command.pk, command.config["template"], exc)
+        return fallback
 
 
 def contact_touch(*, phone: str) -> Contact:

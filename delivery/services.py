@@ -18,6 +18,7 @@ from delivery.queueing import enqueue_on_commit, publish
 from delivery.segments import segment_info, truncate_to_segments
 from delivery.text import clean_payload, clean_text
 from delivery.throttle import lock_acquire, lock_release, token_bucket_take
+from templates.services import promotional_window_next_start, template_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def message_send(
     in_reply_to: Message | None = None,
     segment_limit: int | None = None,
     ignore_suppression: bool = False,
+    dlt_header: str | None = None,
 ) -> Message:
     """
     Store an outbound message and queue its delivery once the transaction commits.
@@ -79,6 +81,12 @@ def message_send(
     marker (and logged). A number on the suppression list gets nothing: the message is
     stored `refused` with the reason and never queued; `ignore_suppression` is for the
     one confirmation an opt-out itself sends.
+
+    With `dlt_header` (a DLT-bound shortcode's sender ID) the text must match an approved
+    template for that header: the template, entity and category IDs are stored and travel
+    with the send; a text that matches none is stored `failed` (`dlt_no_template`, with
+    the matcher's why) and never sent. A promotional match outside 09:00-21:00 IST is
+    held until the window opens (`send_after`); the outbox sweep sends it then.
     """
     text = clean_text(body)
     if segment_limit:
@@ -108,11 +116,44 @@ def message_send(
         message.save()
         logger.info("send to %s refused: opted out", phone)
         return message
+    if dlt_header is not None and not _dlt_stamp(message, dlt_header):
+        message.save()
+        return message
     message.save()
-    from delivery.tasks import deliver as deliver_task
+    if message.send_after is None:
+        from delivery.tasks import deliver as deliver_task
 
-    enqueue_on_commit(deliver_task, message.id)
+        enqueue_on_commit(deliver_task, message.id)
     return message
+
+
+def _dlt_stamp(message: Message, header: str) -> bool:
+    """Resolve the message's DLT template; False (message marked failed) when none matches."""
+    resolution = template_resolve(header=header, text=message.body)
+    if not resolution.matched:
+        message.status = Status.FAILED
+        message.error_code = "dlt_no_template"
+        message.error_message = resolution.why
+        logger.warning("reply to %s refused, no DLT template for header %s: %s", message.phone, header, resolution.why)
+        return False
+    message.dlt_template_id = resolution.template_id
+    message.dlt_entity_id = resolution.entity_id
+    message.dlt_category = resolution.category
+    if resolution.promotional:
+        message.send_after = promotional_window_next_start(now=timezone.now())
+    return True
+
+
+def send_options(message: Message) -> dict:
+    """The shortcode's provider options, plus the DLT IDs the provider must pass on."""
+    options = dict(message.provider_options)
+    if message.dlt_template_id:
+        options.update(
+            dlt_template_id=message.dlt_template_id,
+            dlt_entity_id=message.dlt_entity_id,
+            dlt_category=message.dlt_category,
+        )
+    return options
 
 
 def retry_countdown(attempts: int, retry_after: float | None) -> float:
@@ -156,7 +197,7 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         sender=message.provider_options.get("sender") or message.shortcode,
         body=message.body,
         callback_url=callback_url(provider=message.provider, reference=message.uuid),
-        options=message.provider_options,
+        options=send_options(message),
     )
     try:
         result = provider.send(outbound)

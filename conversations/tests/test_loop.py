@@ -16,7 +16,11 @@ def demo_shortcode(provider_server):
     call_command("seed_demo", verbosity=0)
     shortcode = ShortcodeFactory(number="57675")
     shortcode.provider = "generic"
-    shortcode.provider_config = {"outbound_url": f"{provider_server.url}/send"}
+    shortcode.provider_config = {
+        "outbound_url": f"{provider_server.url}/send",
+        # this gateway takes the DLT IDs as `template_id` and `pe_id`
+        "dlt_fields": {"dlt_template_id": "template_id", "dlt_entity_id": "pe_id"},
+    }
     shortcode.save()
     return shortcode
 
@@ -36,7 +40,8 @@ def run_loop(post_webhook, provider_server, fixture: str, commits=contextlib.nul
     payload = sent.json()
     reply = Message.objects.get(direction="out")
     assert payload["to"] == "+919876543210"
-    assert payload["from"] == "57675"
+    assert payload["from"] == "SMSGTE"  # the shortcode's DLT header
+    assert (payload["template_id"], payload["pe_id"]) == ("1107170000000000005", "1201170000000000001")
     assert payload["message"] == "You are not registered yet. Send 1 to register."
     assert payload["reference"] == str(reply.uuid)
     assert payload["callback_url"] == f"https://sms.example.com/webhooks/generic/status/?ref={reply.uuid}"

@@ -110,6 +110,11 @@ class GenericProvider(Provider):
             "reference": sms.reference,
             "callback_url": sms.callback_url,
         }
+        # DLT IDs go out under the field names the shortcode's aggregator expects,
+        # e.g. {"dlt_template_id": "template_id", "dlt_entity_id": "pe_id"}.
+        for ours, theirs in (sms.options.get("dlt_fields") or {}).items():
+            if sms.options.get(ours):
+                payload[str(theirs)] = sms.options[ours]
         headers = {"Authorization": f"Bearer {settings.GATEWAY_API_KEY}"} if settings.GATEWAY_API_KEY else {}
         timeout = float(sms.options.get("timeout") or settings.GATEWAY_TIMEOUT_SECONDS)
         response, exchange = post_json(url, payload, headers, timeout=timeout)

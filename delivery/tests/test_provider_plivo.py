@@ -651,7 +651,10 @@ def test_whole_loop_on_plivo(post_webhook, plivo_api, plivo_settings, django_cap
     assert response.status_code == 200, response.content
     reply = Message.objects.get(direction="out")
     sent = plivo_api.requests[0].json()
-    assert (sent["src"], sent["dst"], sent["text"]) == ("57675", "919876543210", reply.body)
+    # the demo shortcode is DLT-bound: its header is the sender and the template's IDs travel along
+    assert (sent["src"], sent["dst"], sent["text"]) == ("SMSGTE", "919876543210", reply.body)
+    assert (sent["dlt_template_id"], sent["dlt_entity_id"]) == ("1107170000000000005", "1201170000000000001")
+    assert sent["dlt_template_category"] == "service_implicit"
     assert sent["url"] == f"{BASE}{STATUS}?ref={reply.uuid}"
     reply.refresh_from_db()
     assert (reply.status, reply.provider_message_id) == ("sent", OUTBOUND_UUID)

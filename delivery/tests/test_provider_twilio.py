@@ -714,7 +714,7 @@ def test_whole_loop_on_twilio(post_webhook, twilio_api, twilio_settings, django_
     assert response.status_code == 200, response.content
     reply = Message.objects.get(direction="out")
     form = QueryDict(twilio_api.requests[0].body)
-    assert (form["To"], form["From"]) == ("+919876543210", "57675")
+    assert (form["To"], form["From"]) == ("+919876543210", "SMSGTE")  # the demo shortcode's DLT header
     assert form["Body"] == reply.body
     assert form["StatusCallback"] == f"{BASE}{STATUS}?ref={reply.uuid}"
     reply.refresh_from_db()

@@ -32,7 +32,8 @@ def test_simulate_sms_prints_the_replies(capsys):
     assert "→ Welcome! Please reply with your name." in out
     assert "→ Thank you Asha, you are registered." in out
     assert "→ Hi Asha, your balance is Rs 0.00." in out
-    assert "[sent via console]" in out
+    assert "[sent via console, DLT template 1107170000000000005]" not in out  # 2 was sent registered
+    assert "[sent via console, DLT template 1107170000000000004]" in out  # the balance template
 
 
 @pytest.mark.django_db

@@ -39,4 +39,9 @@ class Command(BaseCommand):
             message_deliver(message_id=reply.id, final_attempt=True)
             reply.refresh_from_db()
             self.stdout.write(f"→ {reply.body}")
-            self.stdout.write(f"  [{reply.status} via {reply.provider}]")
+            details = [f"{reply.status} via {reply.provider}"]
+            if reply.dlt_template_id:
+                details.append(f"DLT template {reply.dlt_template_id}")
+            if reply.error_code:
+                details.append(f"{reply.error_code}: {reply.error_message}")
+            self.stdout.write(f"  [{', '.join(details)}]")

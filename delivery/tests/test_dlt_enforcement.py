@@ -1,0 +1,171 @@
+"""India DLT on every send: what leaves, with which IDs, and what is refused or held."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import call_command
+from freezegun import freeze_time
+
+from commands.models import Shortcode
+from conftest import FakeResponse
+from conversations.tests.test_flows import PHONE, sms
+from delivery.models import Message
+from delivery.services import message_deliver, message_send, outbox_sweep
+from templates.tests.factories import HeaderFactory, TemplateFactory
+
+
+@pytest.fixture
+def demo(db, provider_server):
+    call_command("seed_demo", verbosity=0)
+    Shortcode.objects.filter(number="57675").update(
+        provider="generic",
+        provider_config={
+            "outbound_url": f"{provider_server.url}/send",
+            "dlt_fields": {"dlt_template_id": "tmid", "dlt_entity_id": "peid", "dlt_category": "cat"},
+        },
+    )
+    return provider_server
+
+
+def test_a_matching_reply_carries_its_template_ids_to_the_provider(demo):
+    # when
+    sms("2")
+    reply = Message.objects.get(direction="out")
+    message_deliver(message_id=reply.id)
+    # then
+    reply.refresh_from_db()
+    assert (reply.dlt_template_id, reply.dlt_entity_id, reply.dlt_category) == (
+        "1107170000000000005",
+        "1201170000000000001",
+        "service_implicit",
+    )
+    sent = demo.requests[0].json()
+    assert (sent["from"], sent["tmid"], sent["peid"], sent["cat"]) == (
+        "SMSGTE",
+        "1107170000000000005",
+        "1201170000000000001",
+        "service_implicit",
+    )
+
+
+def test_a_reply_matching_no_template_is_refused_stored_and_never_sent(demo):
+    # given: a command whose text was never registered on the DLT platform
+    from commands.models import Command
+
+    Command.objects.filter(code="1").update(handler_key="reply", config={"text": "Free gifts for you!"})
+    # when
+    sms("1")
+    # then
+    reply = Message.objects.get(direction="out")
+    assert (reply.status, reply.error_code) == ("failed", "dlt_no_template")
+    assert "No approved template of header SMSGTE matches" in reply.error_message
+    assert message_deliver(message_id=reply.id) == "skipped"
+    assert demo.requests == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thank you Asha, you are registered",  # missing full stop
+        "Thank you  Asha, you are registered.",  # double space before the value is still a value...
+        "Thank you Asha, you’re registered.",  # curly apostrophe
+    ],
+)
+def test_near_misses_are_refused(demo, text):
+    message = message_send(shortcode="57675", phone=PHONE, body=text, provider="generic", dlt_header="SMSGTE")
+    if text.startswith("Thank you  Asha"):
+        # a variable may start with a space: the operator would accept this one too
+        assert message.status == "queued"
+    else:
+        assert (message.status, message.error_code) == ("failed", "dlt_no_template")
+
+
+def test_a_name_longer_than_a_variable_is_refused(demo):
+    sms("1")
+    sms("A" * 31)
+    reply = Message.objects.filter(direction="out").order_by("id").last()
+    assert (reply.status, reply.error_code) == ("failed", "dlt_no_template")
+
+
+def test_balance_replies_through_its_template(demo):
+    sms("1")
+    sms("Asha")
+    assert sms("2") == "Hi Asha, your balance is Rs 0.00."
+    reply = Message.objects.filter(direction="out").order_by("id").last()
+    assert reply.dlt_template_id == "1107170000000000004"
+
+
+def test_a_broken_template_config_falls_back_to_the_handler_text(demo, caplog):
+    from commands.models import Command
+
+    Command.objects.filter(code="2").update(config={"template": "1107170000000000004", "values": ["{nope}"]})
+    sms("1")
+    sms("Asha")
+    assert sms("2") == "Hi Asha, your balance is Rs 0.00."
+    assert "could not be rendered" in caplog.text
+
+
+def test_a_shortcode_not_bound_to_dlt_sends_any_text(demo):
+    Shortcode.objects.filter(number="57675").update(dlt_bound=False, country="US")
+    from commands.models import Command
+
+    Command.objects.filter(code="1").update(handler_key="reply", config={"text": "Free gifts for you!"})
+    sms("1")
+    reply = Message.objects.get(direction="out")
+    assert (reply.status, reply.dlt_template_id) == ("queued", "")
+
+
+@pytest.fixture
+def promotional(demo):
+    header = HeaderFactory(sender_id="SMSPRM", category="promotional")
+    return TemplateFactory(
+        dlt_template_id="1107170000000000099",
+        category="promotional",
+        content="Big sale: {#var#} off today only.",
+        headers=[header],
+    )
+
+
+@freeze_time("2026-11-22 17:00:00")  # 22:30 IST: outside 09:00-21:00
+def test_promotional_text_outside_the_window_is_held_until_nine(promotional):
+    # when
+    message = message_send(
+        shortcode="57675", phone=PHONE, body="Big sale: 50% off today only.", provider="console", dlt_header="SMSPRM"
+    )
+    # then: held, visible with its time, not handed to a worker
+    assert message.status == "queued"
+    assert message.send_after == datetime(2026, 11, 23, 3, 30, tzinfo=UTC)  # 09:00 IST
+    assert message_deliver(message_id=message.id) == "skipped"
+
+
+def test_held_promotional_text_goes_out_when_the_window_opens(promotional, settings):
+    with freeze_time("2026-11-22 17:00:00"):
+        message = message_send(
+            shortcode="57675",
+            phone=PHONE,
+            body="Big sale: 50% off today only.",
+            provider="console",
+            dlt_header="SMSPRM",
+        )
+    with freeze_time("2026-11-23 03:31:00"):
+        assert outbox_sweep() == {"requeued": 1, "reset": 0}
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+
+@freeze_time("2026-11-22 06:00:00")  # 11:30 IST
+def test_promotional_text_inside_the_window_goes_at_once(promotional):
+    message = message_send(
+        shortcode="57675", phone=PHONE, body="Big sale: 50% off today only.", provider="console", dlt_header="SMSPRM"
+    )
+    assert (message.status, message.send_after, message.dlt_category) == ("queued", None, "promotional")
+    assert message_deliver(message_id=message.id) == "sent"
+
+
+def test_gateway_refusing_the_dlt_template_is_a_permanent_failure(demo):
+    demo.script = [FakeResponse(400, {"error": "DLT 630 template not found"})]
+    sms("2")
+    reply = Message.objects.get(direction="out")
+    assert message_deliver(message_id=reply.id) == "failed"
+    reply.refresh_from_db()
+    assert "630" in reply.error_message
