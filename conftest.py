@@ -7,6 +7,7 @@ and the tests marked `services` run against a real Celery worker that this sessi
 starts. Tests not marked `services` always run Celery tasks in-process.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
+import kombu.pools
 import pytest
 
 SERVICES_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
@@ -287,6 +289,26 @@ def celery_worker(django_db_setup, tmp_path_factory):
             process.kill()
         if process.returncode not in (0, -15, None):
             sys.stderr.write(log_path.read_text()[-5000:])
+
+
+@contextlib.contextmanager
+def broker_down():
+    """Point this process's Celery producer at a port where nothing listens, then back (a broker outage)."""
+    from smsgate.celery import app
+
+    def reset_pools():
+        kombu.pools.reset()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    saved = app.conf.broker_url, app.conf.broker_write_url
+    app.conf.broker_url = app.conf.broker_write_url = "redis://127.0.0.1:9/0"
+    reset_pools()
+    try:
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_write_url = saved
+        reset_pools()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

@@ -38,6 +38,15 @@ def check_broker() -> str:
 CHECKS = {"database": check_database, "cache": check_cache, "broker": check_broker}
 
 
+def webhook_readiness() -> dict[str, str]:
+    """Each provider's webhooks: "ok", or why they are refused (fail closed). Informational, not a failure."""
+    from delivery.providers import all_providers
+
+    return {
+        provider.slug: provider.webhook_refusal() or "ok" for provider in all_providers() if provider.receives_webhooks
+    }
+
+
 def health(request):
     results, failed = {}, []
     for name, check in CHECKS.items():
@@ -47,7 +56,7 @@ def health(request):
             logger.warning("health check %s failed: %s", name, exc)
             results[name] = f"failed: {exc.__class__.__name__}: {exc}"[:300]
             failed.append(name)
-    body = {"status": "ok" if not failed else "unavailable", "checks": results}
+    body = {"status": "ok" if not failed else "unavailable", "checks": results, "webhooks": webhook_readiness()}
     if failed:
         body["failed"] = failed
     return JsonResponse(body, status=503 if failed else 200)

@@ -4,13 +4,11 @@ goes away, a gateway that fails or hangs, webhooks duplicated concurrently, repo
 race the send, a database that is down. Every inbound must end with exactly one reply.
 """
 
-import contextlib
 import signal
 import threading
 from collections import Counter
 from datetime import timedelta
 
-import kombu.pools
 import pytest
 from django.core.management import call_command
 from django.db import connection, connections
@@ -18,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from commands.models import Shortcode
-from conftest import WEBHOOK_SECRET, FakeResponse, wait_until
+from conftest import WEBHOOK_SECRET, FakeResponse, broker_down, wait_until
 from conversations.services import inbound_sweep
 from delivery.models import Message
 
@@ -49,26 +47,6 @@ def inbound(client: Client, phone: str, text: str, message_id: str):
 
 def replies_per_phone(server) -> Counter:
     return Counter(request.json()["to"] for request in server.requests)
-
-
-@contextlib.contextmanager
-def broker_down():
-    """Point this process's Celery producer at a port where nothing listens, then back."""
-    from smsgate.celery import app
-
-    def reset_pools():
-        kombu.pools.reset()
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    saved = app.conf.broker_url, app.conf.broker_write_url
-    app.conf.broker_url = app.conf.broker_write_url = "redis://127.0.0.1:9/0"
-    reset_pools()
-    try:
-        yield
-    finally:
-        app.conf.broker_url, app.conf.broker_write_url = saved
-        reset_pools()
 
 
 def test_broker_down_during_a_burst_then_the_sweep_delivers_every_reply(celery_worker, demo, client):

@@ -98,6 +98,19 @@ class ConfigurableProvider(Provider):
         self.webhook_methods = frozenset(m.upper() for m in config.get("webhook_methods", ["POST"]))
         self._validate()
 
+    def webhook_refusal(self) -> str | None:
+        if webhooks_open_without_secret():
+            return None
+        auth = self.config.get("auth", {"type": "token"})
+        kind = auth.get("type", "token")
+        if kind == "token" and not webhook_token(self.slug):
+            return f"{self.slug.upper()}_WEBHOOK_TOKEN not set: every webhook is refused"
+        if kind == "header" and not secret_value(auth.get("secret", "")):
+            return "its shared secret is not set: every webhook is refused"
+        if kind == "none":
+            return "no webhook authentication: refused with DEBUG off"
+        return None
+
     def authenticate(self, request: HttpRequest) -> None:
         auth = self.config.get("auth", {"type": "token"})
         kind = auth.get("type", "token")

@@ -132,6 +132,8 @@ class Provider(ABC):
     receives_webhooks: ClassVar[bool] = True
     # Some aggregators report with GET (Gupshup's delivery reports); others only POST.
     webhook_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+    # Settings of which at least one must be set for webhooks to be accepted with DEBUG off.
+    WEBHOOK_SECRET_SETTINGS: ClassVar[tuple[str, ...]] = ()
     STATUS_MAP: ClassVar[dict[str, str]] = {}
     IGNORED: ClassVar[frozenset[str]] = frozenset()
 
@@ -154,6 +156,15 @@ class Provider(ABC):
     def claims(self, request: HttpRequest) -> bool:
         """For the provider-less /sms-handler and /sms-dlr: does this request look like ours?"""
         return False
+
+    def webhook_refusal(self) -> str | None:
+        """Why this provider refuses every webhook right now (its secret is unset), or None."""
+        if not self.receives_webhooks or webhooks_open_without_secret():
+            return None
+        names = self.WEBHOOK_SECRET_SETTINGS
+        if names and not any(getattr(settings, name, "") for name in names):
+            return f"{' or '.join(names)} not set: every webhook is refused"
+        return None
 
     def map_status(self, provider_status: str) -> str | None:
         return self.STATUS_MAP.get((provider_status or "").strip().lower())

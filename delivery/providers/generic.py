@@ -44,6 +44,7 @@ ID_FIELDS = ("id", "message_id", "MessageSid", "messageId")
 
 class GenericProvider(Provider):
     slug = "generic"
+    WEBHOOK_SECRET_SETTINGS = ("WEBHOOK_SECRET",)
     STATUS_MAP = {
         "queued": "queued",
         "accepted": "queued",

@@ -54,6 +54,7 @@ TRANSACTIONAL_ROUTE = "4"
 
 class Msg91Provider(Provider):
     slug = "msg91"
+    WEBHOOK_SECRET_SETTINGS = ("MSG91_WEBHOOK_TOKEN",)
     # MSG91 report status codes onto ours.
     STATUS_MAP = {
         "1": "delivered",

@@ -99,6 +99,7 @@ class _RebasedClient(plivo.RestClient):
 
 class PlivoProvider(Provider):
     slug = "plivo"
+    WEBHOOK_SECRET_SETTINGS = ("PLIVO_AUTH_TOKEN",)
     # Plivo's message states (PROTOCOLS 2.3) in our words.
     STATUS_MAP = {
         "queued": "queued",

@@ -70,6 +70,7 @@ ERROR_CODES = {
 
 class SinchProvider(Provider):
     slug = "sinch"
+    WEBHOOK_SECRET_SETTINGS = ("SINCH_WEBHOOK_SECRET", "SINCH_WEBHOOK_TOKEN")
     # Sinch's statuses (Title-case on the wire, UPPERCASE in the Python SDK) onto ours.
     STATUS_MAP = {
         "queued": "queued",  # still inside Sinch, waiting for the account's rate

@@ -85,6 +85,7 @@ class _RebasedHttpClient(TwilioHttpClient):
 
 class TwilioProvider(Provider):
     slug = "twilio"
+    WEBHOOK_SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN",)
     # Twilio's MessageStatus values (the SDK's MessageInstance.Status, PROTOCOLS 1.3) in our words.
     STATUS_MAP = {
         # Not yet with a carrier. No callback is sent for the initial status, and a

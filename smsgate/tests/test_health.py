@@ -2,6 +2,7 @@ import contextlib
 
 import pytest
 
+from conftest import broker_down
 from smsgate import health
 
 
@@ -18,13 +19,13 @@ def test_health_is_200_when_everything_answers(client):
 def test_health_is_503_naming_a_broker_that_does_not_answer(client, settings):
     from smsgate.celery import app
 
-    saved = app.conf.task_always_eager, app.conf.broker_url
+    saved = app.conf.task_always_eager
     app.conf.task_always_eager = False
-    app.conf.broker_url = "redis://127.0.0.1:9/0"  # nothing listens there
     try:
-        response = client.get("/health/")
+        with broker_down():
+            response = client.get("/health/")
     finally:
-        app.conf.task_always_eager, app.conf.broker_url = saved
+        app.conf.task_always_eager = saved
     assert response.status_code == 503
     assert response.json()["failed"] == ["broker"]
 
@@ -45,6 +46,20 @@ def test_health_names_a_cache_that_does_not_answer(client, settings):
     response = client.get("/health/")
     assert response.status_code == 503
     assert "cache" in response.json()["failed"]
+
+
+@pytest.mark.django_db
+def test_health_says_which_providers_refuse_webhooks_for_lack_of_a_secret(client, settings):
+    settings.TWILIO_AUTH_TOKEN = ""
+    settings.PLIVO_AUTH_TOKEN = "set"
+    settings.SINCH_WEBHOOK_SECRET = settings.SINCH_WEBHOOK_TOKEN = ""
+    webhooks = client.get("/health/").json()["webhooks"]
+    assert webhooks["twilio"] == "TWILIO_AUTH_TOKEN not set: every webhook is refused"
+    assert webhooks["plivo"] == "ok"
+    assert webhooks["generic"] == "ok"  # WEBHOOK_SECRET is set for the tests
+    assert "SINCH_WEBHOOK_SECRET or SINCH_WEBHOOK_TOKEN" in webhooks["sinch"]
+    assert webhooks["gupshup"] == "GUPSHUP_WEBHOOK_TOKEN not set: every webhook is refused"
+    assert "console" not in webhooks
 
 
 def test_health_only_answers_get(client):
