@@ -179,6 +179,8 @@ class ProviderServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 recorded = RecordedRequest(self.command, self.path, dict(self.headers), self.rfile.read(length))

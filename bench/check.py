@@ -18,7 +18,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db.models import Count  # noqa: E402
+from django.db.models import Count, Max, Min  # noqa: E402
 
 from delivery.models import Message  # noqa: E402
 
@@ -27,7 +27,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", required=True)
     parser.add_argument("--sink", default="var/bench-sink.jsonl")
-    parser.add_argument("--wait", type=int, default=180, help="seconds to let the workers drain the queue")
+    parser.add_argument("--wait", type=int, default=900, help="seconds to let the workers drain the queue")
     args = parser.parse_args()
 
     inbound = Message.objects.filter(direction="in", provider_message_id__startswith=f"bench-{args.run}-")
@@ -52,6 +52,11 @@ def main():
     print(f"inbound stored: {total}")
     print(f"replies per inbound: {dict(sorted(reply_counts.items()))}")
     print(f"replies received by the sink: {sum(sink.values())} for {len(sink)} distinct replies")
+    span = Message.objects.filter(in_reply_to__in=inbound).aggregate(last=Max("sent_at"))["last"]
+    first = inbound.aggregate(first=Min("created_at"))["first"]
+    if span and first:
+        seconds = (span - first).total_seconds()
+        print(f"first inbound to last reply sent: {seconds:.1f} s, end to end {total / seconds:.1f} SMS/s")
     print(f"lost: {lost}  doubled: {doubled}")
     sys.exit(0 if total and not lost and not doubled else 1)
 

@@ -267,9 +267,9 @@ def template_reply(*, command: Command, values: dict, fallback: str) -> str:
         return fallback
 
 
-def contact_touch(*, phone: str) -> Contact:
-    contact, _ = Contact.objects.get_or_create(phone=phone)
-    return contact
+def contact_touch(*, phone: str) -> None:
+    """Remember a subscriber from their first SMS (one INSERT ... ON CONFLICT DO NOTHING)."""
+    Contact.objects.bulk_create([Contact(phone=phone)], ignore_conflicts=True)
 
 
 def contact_register(*, phone: str, name: str) -> Contact:

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from delivery.channel_log import channel_log_exchanges
@@ -61,7 +62,8 @@ def suppression_get(*, phone: str, shortcode: str) -> Suppression | None:
     return Suppression.objects.filter(phone=phone, shortcode__in=[shortcode, ""]).order_by("-shortcode").first()
 
 
-@transaction.atomic
+# No savepoint of its own: called inside inbound handling, whose transaction it joins.
+@transaction.atomic(savepoint=False)
 def message_send(
     *,
     shortcode: str,
@@ -217,13 +219,21 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         reason = str(exc) if not exc.transient else f"gave up after {message.attempts} attempts: {exc}"
         message_fail(message_id=message_id, code=exc.code or "send_failed", reason=reason)
         return "failed"
-    channel_log_exchanges(provider=message.provider, message_id=message_id, exchanges=result.exchanges)
+    provider_message_id = result.provider_message_id[:100]
+    now = timezone.now()
+    not_yet_sent = Q(status__in=[Status.QUEUED, Status.SENDING])
     with transaction.atomic():
-        Message.objects.filter(id=message_id, provider_message_id__isnull=True).update(
-            provider_message_id=result.provider_message_id[:100]
+        # One UPDATE: keep the id even when a report already moved the message past `sent`.
+        Message.objects.filter(id=message_id).update(
+            provider_message_id=Coalesce("provider_message_id", Value(provider_message_id)),
+            status=Case(When(not_yet_sent, then=Value(Status.SENT)), default=F("status")),
+            sent_at=Case(When(not_yet_sent, then=Value(now)), default=F("sent_at")),
+            updated_at=now,
         )
-        message_status_advance(message_id=message_id, new_status=Status.SENT, at=timezone.now())
-        delivery_reports_apply_pending(message_id=message_id)
+        channel_log_exchanges(provider=message.provider, message_id=message_id, exchanges=result.exchanges)
+        delivery_reports_apply_pending(
+            message_id=message_id, provider=message.provider, provider_message_id=provider_message_id
+        )
     return "sent"
 
 
@@ -325,20 +335,17 @@ def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryRe
     )
 
 
-def delivery_reports_apply_pending(*, message_id: int) -> int:
+def delivery_reports_apply_pending(*, message_id: int, provider: str, provider_message_id: str) -> int:
     """Apply reports that arrived before the message's provider id was known; returns how many moved it."""
-    message = Message.objects.get(id=message_id)
     pending = DeliveryReport.objects.filter(
-        message__isnull=True,
-        provider=message.provider,
-        provider_message_id=message.provider_message_id,
+        message__isnull=True, provider=provider, provider_message_id=provider_message_id
     ).order_by("received_at", "id")
     moved = 0
     for report in pending:
-        report.message = message
+        report.message_id = message_id
         if report.status:
             report.applied = message_status_advance(
-                message_id=message.id,
+                message_id=message_id,
                 new_status=report.status,
                 at=report.received_at,
                 error_code=report.error_code,

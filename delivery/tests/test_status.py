@@ -150,7 +150,7 @@ def test_report_before_the_provider_id_is_kept_and_applied_once_the_id_is_known(
     from delivery.services import delivery_reports_apply_pending
 
     message = OutboundMessageFactory(status="sent", provider_message_id="gw-9")
-    moved = delivery_reports_apply_pending(message_id=message.id)
+    moved = delivery_reports_apply_pending(message_id=message.id, provider="generic", provider_message_id="gw-9")
     # then
     assert moved == 1
     message.refresh_from_db()
