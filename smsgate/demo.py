@@ -9,7 +9,8 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-OFFERS = ("10% off recharges above Rs 199 this week", "Double data on weekend packs")
+# Each fits one DLT variable (30 characters at most), so the reply matches its template.
+OFFERS = ("10% off recharges over Rs 199", "Double data on weekend packs")
 
 
 @csrf_exempt

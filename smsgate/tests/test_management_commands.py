@@ -1,8 +1,13 @@
+import json
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from commands.models import Alias, Command, Shortcode
+from smsgate import demo
+from templates.services import template_resolve
 
 
 @pytest.mark.django_db
@@ -42,3 +47,15 @@ def test_simulate_sms_refuses_an_invalid_number():
 
     with pytest.raises(CommandError, match="not a valid phone number"):
         call_command("simulate_sms", "1", sender="12", recipient="57675")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("phone", ["+919876543210", "+919812345678", "+14155550100"])
+def test_demo_offers_answer_with_a_text_its_dlt_template_accepts(phone):
+    # given
+    call_command("seed_demo", verbosity=0)
+    request = RequestFactory().post("/demo/offers/", {"phone": phone}, content_type="application/json")
+    # when
+    reply = json.loads(demo.offers(request).content)["reply"]
+    # then
+    assert template_resolve(header="SMSGTE", text=reply).matched, reply
