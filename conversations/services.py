@@ -16,7 +16,8 @@ from conversations.sessions import Session, session_clear, session_get, session_
 from delivery.models import Message
 from delivery.phones import to_e164
 from delivery.providers.base import InboundSMS, WebhookBadRequest
-from delivery.queueing import enqueue_on_commit, publish
+from delivery.queueing import enqueue_on_commit, publish, sweep_should_wait
+from delivery.segments import segment_info
 from delivery.services import message_send, suppression_add, suppression_remove
 from delivery.text import clean_payload, clean_text
 from delivery.throttle import lock_acquire, lock_release, window_count
@@ -42,6 +43,8 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
         raise WebhookBadRequest("message id longer than 100 characters", field="id")
     from conversations.tasks import handle_inbound as handle_inbound_task
 
+    body = clean_text(sms.body)
+    info = segment_info(body)
     try:
         with transaction.atomic():
             message = Message.objects.create(
@@ -49,7 +52,9 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
                 status=Message.Status.RECEIVED,
                 shortcode=shortcode,
                 phone=phone,
-                body=clean_text(sms.body),
+                body=body,
+                encoding=info.encoding,
+                segments=info.segments,
                 provider=provider,
                 provider_message_id=provider_message_id,
                 raw_payload=clean_payload(sms.raw),
@@ -294,6 +299,8 @@ def inbound_sweep(*, now=None, limit: int = 1000) -> dict:
     """Queue again inbound messages still `received` after OUTBOX_SWEEP_AFTER_SECONDS (the broker was down)."""
     from conversations.tasks import handle_inbound as handle_inbound_task
 
+    if (backlog := sweep_should_wait()) is not None:
+        return {"skipped": True, "backlog": backlog}
     if not lock_acquire("sweep:inbound", timeout=60):
         return {"skipped": True}
     try:

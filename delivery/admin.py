@@ -71,44 +71,12 @@ class MessageAdmin(admin.ModelAdmin):
     list_select_related = ("in_reply_to",)
     readonly_fields = [field.name for field in Message._meta.fields]
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "direction",
-                    "status",
-                    "shortcode",
-                    "phone",
-                    "body",
-                    "in_reply_to",
-                )
-            },
-        ),
-        (
-            _("Provider"),
-            {
-                "fields": (
-                    "provider",
-                    "provider_message_id",
-                    "provider_options",
-                    "uuid",
-                    "attempts",
-                )
-            },
-        ),
-        (_("Errors"), {"fields": ("error_code", "error_message")}),
-        (
-            _("Times"),
-            {
-                "fields": (
-                    "created_at",
-                    "handled_at",
-                    "sent_at",
-                    "delivered_at",
-                    "updated_at",
-                )
-            },
-        ),
+        (None, {"fields": ("direction", "status", "shortcode", "phone", "body", "in_reply_to")}),
+        (_("Text"), {"fields": ("encoding", "segments")}),
+        (_("DLT"), {"fields": ("dlt_template_id", "dlt_entity_id", "dlt_category")}),
+        (_("Provider"), {"fields": ("provider", "provider_message_id", "provider_options", "uuid")}),
+        (_("Attempts and errors"), {"fields": ("attempts", "next_attempt_at", "error_code", "error_message")}),
+        (_("Times"), {"fields": ("created_at", "send_after", "handled_at", "sent_at", "delivered_at", "updated_at")}),
         (_("Raw payload"), {"classes": ("collapse",), "fields": ("raw_payload",)}),
     )
     inlines = (ReplyInline, DeliveryReportInline)

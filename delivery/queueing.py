@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import KombuError
 
@@ -26,3 +27,27 @@ def publish(task, *args) -> bool:
 def enqueue_on_commit(task, *args) -> None:
     """Queue `task(*args)` once the current transaction commits, so the worker finds the row."""
     transaction.on_commit(lambda: publish(task, *args))
+
+
+def broker_backlog() -> int:
+    """Messages waiting in the default task queue (0 when tasks run in-process or it cannot be read)."""
+    from smsgate.celery import app
+
+    if app.conf.task_always_eager:
+        return 0
+    try:
+        with app.connection_for_write() as connection:
+            declared = connection.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
+            return int(declared.message_count)
+    except Exception:  # an unreachable broker is the health check's business; the sweep just tries
+        logger.warning("could not read the broker's queue length", exc_info=True)
+        return 0
+
+
+def sweep_should_wait() -> int | None:
+    """
+    The backlog when it is over settings.SWEEP_MAX_BACKLOG, else None. Rows that wait in
+    a long queue are not lost: re-queuing them would only add duplicate work to the queue.
+    """
+    backlog = broker_backlog()
+    return backlog if backlog > settings.SWEEP_MAX_BACKLOG else None

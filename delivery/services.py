@@ -15,7 +15,7 @@ from delivery.channel_log import channel_log_exchanges
 from delivery.models import DeliveryReport, Message, Suppression
 from delivery.providers import get_provider
 from delivery.providers.base import OutboundSMS, SendError, StatusUpdate
-from delivery.queueing import enqueue_on_commit, publish
+from delivery.queueing import enqueue_on_commit, publish, sweep_should_wait
 from delivery.segments import segment_info, truncate_to_segments
 from delivery.text import clean_payload, clean_text
 from delivery.throttle import lock_acquire, lock_release, token_bucket_take
@@ -388,6 +388,8 @@ def outbox_sweep(*, now: datetime | None = None, limit: int = 1000) -> dict:
     """
     from delivery.tasks import deliver as deliver_task
 
+    if (backlog := sweep_should_wait()) is not None:
+        return {"skipped": True, "backlog": backlog}
     if not lock_acquire("sweep:outbox", timeout=60):
         return {"skipped": True}
     try:

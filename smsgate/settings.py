@@ -230,6 +230,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes the database connection around every task unless this is
+# set: a new connection per task costs more than the task itself. Reuse it for this many.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A webhook must answer even when the broker is down: fail fast on publish and let the
 # outbox sweep re-queue what was stored.
@@ -241,6 +244,9 @@ DELIVER_MAX_ATTEMPTS = env.int("DELIVER_MAX_ATTEMPTS", default=6)
 # was down), and `sending` rows whose worker died mid-call after the longer age.
 OUTBOX_SWEEP_AFTER_SECONDS = env.int("OUTBOX_SWEEP_AFTER_SECONDS", default=60)
 SENDING_STALE_AFTER_SECONDS = env.int("SENDING_STALE_AFTER_SECONDS", default=600)
+# With more tasks than this already waiting in the broker, the sweeps wait: rows in a long
+# queue are slow, not lost.
+SWEEP_MAX_BACKLOG = env.int("SWEEP_MAX_BACKLOG", default=500)
 # Two SMS from one phone are handled one at a time, in order, under this lock.
 PHONE_LOCK_SECONDS = env.int("PHONE_LOCK_SECONDS", default=30)
 

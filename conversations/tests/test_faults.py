@@ -170,3 +170,20 @@ def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, dem
     demo.wait_for(len(phones))
     wait_until(lambda: Message.objects.filter(direction="out", status="sent").count() == len(phones), what="sent")
     assert replies_per_phone(demo) == Counter(dict.fromkeys(phones, 1))
+
+
+def test_sweeps_wait_while_the_broker_has_a_backlog(celery_worker, demo, settings):
+    from delivery.services import outbox_sweep
+
+    settings.SWEEP_MAX_BACKLOG = 5
+    celery_worker.send_signal(signal.SIGSTOP)
+    try:
+        client = Client()
+        for n in range(10):
+            inbound(client, f"+9198111{n:05d}", "2", f"backlog-{n}")
+        later = timezone.now() + timedelta(minutes=5)
+        assert inbound_sweep(now=later)["skipped"] is True
+        assert outbox_sweep(now=later)["backlog"] >= 6
+    finally:
+        celery_worker.send_signal(signal.SIGCONT)
+    demo.wait_for(10)

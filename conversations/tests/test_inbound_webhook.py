@@ -114,6 +114,7 @@ def test_two_kilobytes_of_emoji_are_stored_whole(shortcode, post_webhook, django
     assert response.status_code == 200
     inbound = Message.objects.get(direction="in")
     assert inbound.body == text
+    assert (inbound.encoding, inbound.segments) == ("ucs2", 16)  # 1024 UTF-16 units, 66 per part (pairs kept whole)
     # an unknown code: the shortcode's own reply, never an error
     assert Message.objects.get(direction="out").body == shortcode.unknown_text
 
