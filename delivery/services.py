@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from delivery.channel_log import channel_log_exchanges
 from delivery.models import DeliveryReport, Message, Suppression
-from delivery.providers import get_provider
+from delivery.providers import UnknownProvider, get_provider
 from delivery.providers.base import OutboundSMS, SendError, StatusUpdate
 from delivery.queueing import enqueue_on_commit, publish, sweep_should_wait
 from delivery.segments import segment_info, truncate_to_segments
@@ -290,6 +290,14 @@ def _report_message(provider: str, update: StatusUpdate) -> Message | None:
     return None
 
 
+def _is_ignored_status(provider: str, provider_status: str) -> bool:
+    """A word the provider declares known but meaningless for us (its IGNORED set): stored, not warned about."""
+    try:
+        return (provider_status or "").strip().lower() in get_provider(provider).IGNORED
+    except UnknownProvider:
+        return False
+
+
 @transaction.atomic
 def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryReport:
     """
@@ -300,12 +308,8 @@ def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryRe
     status word the provider map does not know is kept and logged, never an error.
     """
     message = _report_message(provider, update)
-    if update.status is None:
-        logger.warning(
-            "%s report with unknown status %r kept unapplied",
-            provider,
-            update.provider_status,
-        )
+    if update.status is None and not _is_ignored_status(provider, update.provider_status):
+        logger.warning("%s report with unknown status %r kept unapplied", provider, update.provider_status)
     applied = False
     if message is not None and update.status is not None:
         applied = message_status_advance(
