@@ -36,19 +36,19 @@ _local_buckets: dict[str, tuple[float, float]] = {}
 
 
 def _redis():
-    try:
-        from django_redis import get_redis_connection
-
-        return get_redis_connection("default")
-    except (ImportError, NotImplementedError):
+    """The raw Redis connection behind the cache, or None for the local-memory cache."""
+    if "RedisCache" not in cache.__class__.__name__:
         return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
 
 
 def token_bucket_wait(key: str, *, rate: float, capacity: float | None = None) -> float:
     """Take one token from bucket `key` refilled at `rate` per second; seconds to wait if none is left."""
     capacity = capacity or max(rate, 1.0)
     now = time.time()
-    connection = _redis() if "RedisCache" in cache.__class__.__name__ else None
+    connection = _redis()
     if connection is not None:
         return float(connection.eval(BUCKET_SCRIPT, 1, f"smsgate:bucket:{key}", rate, capacity, now))
     with _local_lock:
