@@ -263,9 +263,8 @@ def celery_worker(django_db_setup, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
         **os.environ,
+        # The test database; the worker is stopped before the session drops it.
         "DATABASE_URL": _database_url(settings.DATABASES["default"]),
-        # Close connections after each task so the test database can be dropped at the end.
-        "DB_CONN_MAX_AGE": "0",
         "PUBLIC_BASE_URL": "https://sms.example.com",
     }
     with open(log_path, "w") as log:
