@@ -12,6 +12,14 @@ end
 
 function init(args)
   run = os.getenv("BENCH_RUN") or tostring(os.time())
+  -- RATE (requests/s over all connections) paces each connection; unset: as fast as it goes.
+  local rate = tonumber(os.getenv("RATE") or "")
+  local connections = tonumber(os.getenv("CONNECTIONS") or "16")
+  pause_ms = rate and (connections * 1000 / rate) or 0
+end
+
+function delay()
+  return pause_ms
 end
 
 request = function()

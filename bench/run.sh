@@ -5,6 +5,7 @@
 #
 #   bash bench/run.sh                    # 60 s, 16 connections, workers busy during the load
 #   WORKERS=after bash bench/run.sh      # the webhook alone under load; workers drain afterwards
+#   RATE=50 bash bench/run.sh            # paced at 50 webhooks/s instead of as fast as possible
 #   DURATION=30s CONNECTIONS=32 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sms
 export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/3}
 export CELERY_BROKER_URL=${BENCH_BROKER_URL:-redis://127.0.0.1:6379/4}
 export WEBHOOK_SECRET=bench-secret PUBLIC_BASE_URL=http://127.0.0.1:$WEB_PORT LOG_LEVEL=WARNING
-export BENCH_RUN=$(date +%s)
+export BENCH_RUN=$(date +%s) CONNECTIONS RATE=${RATE:-}
 mkdir -p var
 SINK_OUT=var/bench-sink-$BENCH_RUN.jsonl
 
@@ -55,7 +56,7 @@ start_workers() {
 [ "$WORKERS" = "after" ] || start_workers
 sleep 4
 
-echo "== wrk: $DURATION, $CONNECTIONS connections, run $BENCH_RUN"
+echo "== wrk: $DURATION, $CONNECTIONS connections, ${RATE:-unpaced} requests/s, run $BENCH_RUN"
 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/inbound.lua \
   "http://127.0.0.1:$WEB_PORT/webhooks/generic/inbound/" 2>var/bench-errors.log | tee var/bench-wrk.txt
 echo "non-200 answers: $(wc -l < var/bench-errors.log)"
