@@ -10,6 +10,7 @@ body alike, so the same fixture posted as a form body parses the same way.
 
 import json
 import uuid
+from functools import partial
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import pytest
@@ -18,9 +19,9 @@ from conftest import FakeResponse, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers import _registry, get_provider
 from delivery.providers.adapter import ADAPTERS_DIR, AdapterConfigError, ConfigurableProvider
-from delivery.providers.base import OutboundSMS, PermanentSendError, SendError, TransientSendError
+from delivery.providers.base import PermanentSendError, SendError, TransientSendError
 from delivery.services import message_deliver
-from delivery.tests.factories import OutboundMessageFactory
+from delivery.tests.factories import OutboundMessageFactory, outbound_sms
 
 REFERENCE = uuid.UUID("0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e")  # customID in the Textlocal receipts
 EXTERNAL_ID = "3412345678901234567-1234"  # externalId in the Gupshup reports
@@ -59,17 +60,15 @@ def pointed_at(adapters, provider_server):
     return point
 
 
-def outbound(**kwargs) -> OutboundSMS:
-    values = {
-        "reference": str(REFERENCE),
-        "to": "+919876543210",
-        "sender": "MYBRND",
-        "body": "Your balance is Rs 120.00",
-        # services.callback_url adds the token that providers signing nothing must present.
-        "callback_url": f"https://sms.example.com/webhooks/textlocal/status/?ref={REFERENCE}&token={TEXTLOCAL_TOKEN}",
-        "options": {"dlt_template_id": "1107161234567890123", "dlt_entity_id": "1101234567890123456"},
-    }
-    return OutboundSMS(**{**values, **kwargs})
+outbound = partial(
+    outbound_sms,
+    provider="textlocal",
+    reference=REFERENCE,
+    sender="MYBRND",
+    # services.callback_url adds the token that providers signing nothing must present.
+    callback_url=f"https://sms.example.com/webhooks/textlocal/status/?ref={REFERENCE}&token={TEXTLOCAL_TOKEN}",
+    options={"dlt_template_id": "1107161234567890123", "dlt_entity_id": "1101234567890123456"},
+)
 
 
 def query(request) -> dict[str, str]:

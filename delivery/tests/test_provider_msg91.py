@@ -1,6 +1,7 @@
 """MSG91: panel webhooks (v2 form, v3 JSON) and inbound through the real URLs; sendhttp against a local server."""
 
 import json
+from functools import partial
 from urllib.parse import parse_qs
 
 import pytest
@@ -8,9 +9,9 @@ import pytest
 from conftest import ROOT, FakeResponse, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers import get_provider
-from delivery.providers.base import OutboundSMS, PermanentSendError, SendError, TransientSendError
+from delivery.providers.base import PermanentSendError, SendError, TransientSendError
 from delivery.services import message_deliver
-from delivery.tests.factories import OutboundMessageFactory
+from delivery.tests.factories import OutboundMessageFactory, outbound_sms
 
 TOKEN = "msg91-token"
 REQUEST_ID = "3763646c3058373530393138"  # requestId in the status fixtures
@@ -25,16 +26,12 @@ def msg91(settings):
     return settings
 
 
-def outbound(**kwargs) -> OutboundSMS:
-    values = {
-        "reference": "0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e",
-        "to": "+919876543210",
-        "sender": "57675",
-        "body": "Your balance is Rs 120.00",
-        "callback_url": "https://sms.example.com/webhooks/msg91/status/?ref=0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e",
-        "options": {"sender": "MYBRND", "dlt_template_id": "1107161234567890123"},
-    }
-    return OutboundSMS(**{**values, **kwargs})
+outbound = partial(
+    outbound_sms,
+    provider="msg91",
+    reference="0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e",
+    options={"sender": "MYBRND", "dlt_template_id": "1107161234567890123"},
+)
 
 
 def form(request) -> dict[str, str]:

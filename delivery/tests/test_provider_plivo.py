@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import socket
+from functools import partial
 
 import pytest
 from django.core.management import call_command
@@ -18,10 +19,10 @@ from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 from conftest import FakeResponse, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers import get_provider
-from delivery.providers.base import OutboundSMS, PermanentSendError, SendError, TransientSendError
+from delivery.providers.base import PermanentSendError, SendError, TransientSendError
 from delivery.providers.plivo import PlivoProvider, signature_v2_valid, signature_v3_valid
 from delivery.services import message_deliver
-from delivery.tests.factories import OutboundMessageFactory
+from delivery.tests.factories import OutboundMessageFactory, basic_auth, outbound_sms
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 AUTH_TOKEN = "test-plivo-auth-token"
@@ -428,20 +429,7 @@ def test_slugless_status_is_taken_as_plivo(post_webhook):
 # Sending through the API ------------------------------------------------------------------------------
 
 
-def outbound(**overrides) -> OutboundSMS:
-    fields = {
-        "reference": "6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70",
-        "to": "+919876543210",
-        "sender": "57675",
-        "body": "Your balance is Rs 120.00",
-        "callback_url": f"{BASE}{STATUS}?ref=6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70",
-        "options": {},
-    }
-    return OutboundSMS(**{**fields, **overrides})
-
-
-def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+outbound = partial(outbound_sms, provider="plivo")
 
 
 def queued() -> FakeResponse:

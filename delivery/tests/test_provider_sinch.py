@@ -6,16 +6,17 @@ import hmac
 import json
 import time
 import uuid
+from functools import partial
 
 import pytest
 
 from conftest import FakeResponse, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers import get_provider
-from delivery.providers.base import OutboundSMS, PermanentSendError, SendError, TransientSendError
+from delivery.providers.base import PermanentSendError, SendError, TransientSendError
 from delivery.providers.sinch import signature, signature_fresh, signature_valid
 from delivery.services import message_deliver
-from delivery.tests.factories import OutboundMessageFactory
+from delivery.tests.factories import OutboundMessageFactory, outbound_sms
 
 SECRET = "sinch-callback-secret"
 REFERENCE = uuid.UUID("0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e")  # client_reference in the status fixtures
@@ -51,15 +52,7 @@ def post_signed(post_webhook):
     return post
 
 
-def outbound(**kwargs) -> OutboundSMS:
-    values = {
-        "reference": str(REFERENCE),
-        "to": "+919876543210",
-        "sender": "57675",
-        "body": "Your balance is Rs 120.00",
-        "callback_url": f"https://sms.example.com/webhooks/sinch/status/?ref={REFERENCE}",
-    }
-    return OutboundSMS(**{**values, **kwargs})
+outbound = partial(outbound_sms, provider="sinch", reference=REFERENCE)
 
 
 # Signature, as pure functions -----------------------------------------------------------

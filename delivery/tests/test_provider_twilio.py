@@ -3,9 +3,9 @@ Twilio provider: signatures (PROTOCOLS 1.2), webhooks through the real URLs, and
 against a local HTTP server standing in for api.twilio.com.
 """
 
-import base64
 import json
 import socket
+from functools import partial
 
 import pytest
 from django.core.management import call_command
@@ -18,10 +18,10 @@ from commands.tests.factories import ShortcodeFactory
 from conftest import FakeResponse, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers import get_provider
-from delivery.providers.base import OutboundSMS, PermanentSendError, SendError, TransientSendError
+from delivery.providers.base import PermanentSendError, SendError, TransientSendError
 from delivery.providers.twilio import TWIML_EMPTY, TwilioProvider, signature_valid
 from delivery.services import message_deliver
-from delivery.tests.factories import OutboundMessageFactory
+from delivery.tests.factories import OutboundMessageFactory, basic_auth, outbound_sms
 
 ACCOUNT_SID = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 AUTH_TOKEN = "test-twilio-auth-token"
@@ -472,20 +472,7 @@ def test_slugless_inbound_is_taken_as_twilio(post_webhook, django_capture_on_com
 # Sending through the API ------------------------------------------------------------------------------
 
 
-def outbound(**overrides) -> OutboundSMS:
-    fields = {
-        "reference": "6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70",
-        "to": "+919876543210",
-        "sender": "57675",
-        "body": "Your balance is Rs 120.00",
-        "callback_url": f"{BASE}{STATUS}?ref=6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70",
-        "options": {},
-    }
-    return OutboundSMS(**{**fields, **overrides})
-
-
-def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+outbound = partial(outbound_sms, provider="twilio")
 
 
 def created(status: int = 201) -> FakeResponse:
