@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from commands.handlers import handler_choices
 from commands.models import Alias, Command, Shortcode
-from commands.services import command_validate_keywords
+from commands.services import command_update, command_validate_keywords
 
 
 def provider_choices():
@@ -115,6 +115,11 @@ class CommandAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("aliases")
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, so the admin and code validate a command the same way;
+        # the alias inline is saved (and validated by AliasFormSet) right after.
+        command_update(command=obj)
 
     @admin.display(description=_("aliases"))
     def alias_list(self, obj):

@@ -125,3 +125,27 @@ def test_command_admin_refuses_a_duplicate_alias(demo, admin_client):
     assert response.status_code == 200
     assert b"Already used on this shortcode: BAL" in response.content
     assert not Command.objects.filter(code="9").exists()
+
+
+def test_command_admin_saves_a_command_with_its_aliases(demo, admin_client):
+    from commands.models import Command, Shortcode
+
+    response = admin_client.post(
+        "/admin/commands/command/add/",
+        {
+            "shortcode": Shortcode.objects.get().pk,
+            "code": "help2",
+            "name": "Help",
+            "handler_key": "reply",
+            "config": '{"text": "Call us"}',
+            "active": "on",
+            "aliases-TOTAL_FORMS": "1",
+            "aliases-INITIAL_FORMS": "0",
+            "aliases-MIN_NUM_FORMS": "0",
+            "aliases-MAX_NUM_FORMS": "1000",
+            "aliases-0-keyword": "assist",
+        },
+    )
+    assert response.status_code == 302
+    command = Command.objects.get(code="HELP2")
+    assert list(command.aliases.values_list("keyword", flat=True)) == ["ASSIST"]
