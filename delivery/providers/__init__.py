@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 
 from delivery.providers.adapter import load_adapters
 from delivery.providers.base import Provider
+from delivery.redaction import secret_settings_declare
 
 
 class UnknownProvider(LookupError):
@@ -27,6 +28,8 @@ def _registry() -> dict[str, Provider]:
     for slug, adapter in load_adapters().items():
         assert slug not in providers, f"adapter {slug!r} clashes with SMS_PROVIDERS[{slug!r}]"
         providers[slug] = adapter
+    for provider in providers.values():
+        secret_settings_declare(*provider.SECRET_SETTINGS)
     return providers
 
 

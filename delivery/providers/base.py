@@ -134,6 +134,13 @@ class Provider(ABC):
     webhook_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     # Settings of which at least one must be set for webhooks to be accepted with DEBUG off.
     WEBHOOK_SECRET_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    # Every setting this provider reads whose value is a secret: masked wherever text is
+    # stored or logged (delivery.redaction), declared when the registry is built.
+    SECRET_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    # Settings that must all be set for sends to work (its API credentials).
+    SEND_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    # Request headers whose values derive from a secret (signatures): masked by name.
+    SENSITIVE_HEADERS: ClassVar[tuple[str, ...]] = ()
     STATUS_MAP: ClassVar[dict[str, str]] = {}
     IGNORED: ClassVar[frozenset[str]] = frozenset()
 
@@ -164,6 +171,13 @@ class Provider(ABC):
         names = self.WEBHOOK_SECRET_SETTINGS
         if names and not any(getattr(settings, name, "") for name in names):
             return f"{' or '.join(names)} not set: every webhook is refused"
+        return None
+
+    def send_refusal(self) -> str | None:
+        """Why this provider cannot send right now (a credential is unset), or None."""
+        missing = [name for name in self.SEND_SETTINGS if not getattr(settings, name, "")]
+        if missing:
+            return f"{', '.join(missing)} not set: every send fails"
         return None
 
     def map_status(self, provider_status: str) -> str | None:
