@@ -13,4 +13,5 @@ RUN useradd --system --uid 1000 smsgate && mkdir -p var && chown smsgate var
 USER smsgate
 
 EXPOSE 8000
-CMD ["gunicorn", "smsgate.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# gunicorn.conf.py: bind, workers, and an access log without query strings (?token=).
+CMD ["gunicorn", "smsgate.wsgi", "--config", "gunicorn.conf.py"]

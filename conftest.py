@@ -7,7 +7,10 @@ and the tests marked `services` run against a real Celery worker that this sessi
 starts. Tests not marked `services` always run Celery tasks in-process.
 """
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,15 +81,23 @@ def _test_settings(settings):
     settings.WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.PUBLIC_BASE_URL = "https://sms.example.com"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Shortcodes send to the local provider_server, on a port chosen per test.
+    settings.GATEWAY_ALLOWED_ORIGINS = ["http://127.0.0.1:*"]
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
     from django.core.cache import cache
 
+    from delivery import throttle
+
+    # The in-process token buckets (no Redis) are the cache's too: a bucket left by a test
+    # that froze time elsewhere would make the next test's sends wait for that time.
     cache.clear()
+    throttle._local_buckets.clear()
     yield
     cache.clear()
+    throttle._local_buckets.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -141,6 +153,26 @@ def post_webhook(client):
         return client.generic("POST", path, body, content_type=content_type, **extra)
 
     return post
+
+
+def generic_signed_headers(body: bytes, *, timestamp: int | str | None = None, secret: str = WEBHOOK_SECRET):
+    """The generic provider's HMAC headers: hex HMAC-SHA256 of "<timestamp>." + body, signed now unless told."""
+    timestamp = str(int(time.time()) if timestamp is None else timestamp)
+    signature = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Signature-Timestamp": timestamp, "X-Signature": signature}
+
+
+def sinch_signed_headers(body: bytes, *, secret: str, nonce: str | None = None, timestamp=None) -> dict[str, str]:
+    """Sinch's HMAC headers: base64 HMAC-SHA256 of body + ".nonce.timestamp"; a new nonce, signed now, unless told."""
+    nonce = uuid.uuid4().hex if nonce is None else nonce
+    timestamp = str(int(time.time()) if timestamp is None else timestamp)
+    signed = body + f".{nonce}.{timestamp}".encode()
+    digest = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+    return {
+        "x-sinch-webhook-signature": digest,
+        "x-sinch-webhook-signature-nonce": nonce,
+        "x-sinch-webhook-signature-timestamp": timestamp,
+    }
 
 
 # A real local HTTP server standing in for a provider's API -----------------------------
@@ -266,6 +298,7 @@ def celery_worker(django_db_setup, tmp_path_factory):
         # The test database; the worker is stopped before the session drops it.
         "DATABASE_URL": _database_url(settings.DATABASES["default"]),
         "PUBLIC_BASE_URL": "https://sms.example.com",
+        "GATEWAY_ALLOWED_ORIGINS": "http://127.0.0.1:*",
     }
     with open(log_path, "w") as log:
         process = subprocess.Popen(

@@ -10,4 +10,4 @@ class CommandsConfig(AppConfig):
         from commands import handlers  # noqa: F401  (registers the built-in handlers)
         from commands.checks import check_command_handlers
 
-        checks.register(check_command_handlers, checks.Tags.models)
+        checks.register(check_command_handlers, checks.Tags.models, checks.Tags.database)

@@ -5,15 +5,18 @@ A handler is a plain function `(HandlerContext) -> HandlerResult`. It returns th
 text and, for a multi-step flow, the next step and the state to keep until the next SMS
 from the same phone. Register one with `@handler("key")`; apps register theirs in
 `AppConfig.ready()` by importing their handlers module.
+
+A handler runs inside its own transaction unless it is registered with
+`transactional=False`: one that calls another system must not hold a database
+transaction (and its locks) open while it waits. A handler may also register
+`validate_config(config)`, which raises ValidationError for a Command.config it
+cannot run with; Command.clean calls it, so nothing unsafe is saved.
 """
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import requests
-from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class HandlerResult:
 
 
 Handler = Callable[[HandlerContext], HandlerResult]
+ConfigValidator = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -46,17 +50,31 @@ class RegisteredHandler:
     key: str
     func: Handler
     description: str
+    transactional: bool = True  # run inside its own transaction
+    validate_config: ConfigValidator | None = None  # raises ValidationError for a config it cannot run with
 
 
 HANDLERS: dict[str, RegisteredHandler] = {}
 
 
-def handler(key: str, *, description: str = "") -> Callable[[Handler], Handler]:
+def handler(
+    key: str,
+    *,
+    description: str = "",
+    transactional: bool = True,
+    validate_config: ConfigValidator | None = None,
+) -> Callable[[Handler], Handler]:
     """Register `func` under `key`; keys are unique."""
 
     def register(func: Handler) -> Handler:
         assert key not in HANDLERS or HANDLERS[key].func is func, f"handler {key!r} is registered twice"
-        HANDLERS[key] = RegisteredHandler(key=key, func=func, description=description or (func.__doc__ or "").strip())
+        HANDLERS[key] = RegisteredHandler(
+            key=key,
+            func=func,
+            description=description or (func.__doc__ or "").strip(),
+            transactional=transactional,
+            validate_config=validate_config,
+        )
         return func
 
     return register
@@ -72,40 +90,3 @@ UNAVAILABLE_REPLY = "Sorry, this service is unavailable right now. Please try ag
 @handler("reply", description="Static text from config['text'].")
 def reply_handler(ctx: HandlerContext) -> HandlerResult:
     return HandlerResult(reply=str(ctx.config.get("text", "")))
-
-
-@handler(
-    "http",
-    description="POST {phone, code, args, shortcode} to config['endpoint']; reply is the JSON's 'reply'.",
-)
-def http_handler(ctx: HandlerContext) -> HandlerResult:
-    fallback = ctx.config.get("fallback") or UNAVAILABLE_REPLY
-    endpoint = ctx.config.get("endpoint")
-    if not endpoint:
-        logger.error("http handler for %s/%s has no endpoint configured", ctx.shortcode, ctx.code)
-        return HandlerResult(reply=fallback)
-    payload = {
-        "phone": ctx.phone,
-        "code": ctx.code,
-        "args": ctx.args,
-        "shortcode": ctx.shortcode,
-    }
-    headers = {str(k): str(v) for k, v in (ctx.config.get("headers") or {}).items()}
-    timeout = float(ctx.config.get("timeout", settings.HANDLER_HTTP_TIMEOUT_SECONDS))
-    try:
-        response = requests.post(endpoint, json=payload, headers=headers, timeout=timeout)
-        response.raise_for_status()
-        reply = response.json().get("reply")
-    except (requests.RequestException, ValueError, AttributeError) as exc:
-        logger.warning(
-            "http handler %s failed for %s/%s: %s",
-            endpoint,
-            ctx.shortcode,
-            ctx.code,
-            exc,
-        )
-        return HandlerResult(reply=fallback)
-    if not isinstance(reply, str) or not reply.strip():
-        logger.warning("http handler %s answered without a 'reply' text", endpoint)
-        return HandlerResult(reply=fallback)
-    return HandlerResult(reply=reply)

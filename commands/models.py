@@ -1,8 +1,12 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
+
+from commands.handlers import HANDLERS
 
 shortcode_number_validator = RegexValidator(
     r"^[0-9A-Za-z+]{3,15}$",
@@ -107,6 +111,13 @@ class Shortcode(models.Model):
     def __str__(self):
         return f"{self.number} ({self.name})"
 
+    def clean(self):
+        # The gateway boundary knows what a provider accepts (where its key may go, which
+        # options are secrets); settings name its check so this app imports no other.
+        errors = import_string(settings.SHORTCODE_CONFIG_CHECK)(self.provider, self.provider_config)
+        if errors:
+            raise ValidationError({"provider_config": errors})
+
     @property
     def requires_dlt(self) -> bool:
         return self.dlt_bound if self.dlt_bound is not None else self.country.upper() == "IN"
@@ -152,6 +163,12 @@ class Command(models.Model):
 
         self.code = (self.code or "").strip().upper()
         command_validate_keywords(command=self, keywords=[self.code])
+        registered = HANDLERS.get(self.handler_key)
+        if registered is not None and registered.validate_config is not None:
+            try:
+                registered.validate_config(self.config)
+            except ValidationError as exc:
+                raise ValidationError({"config": exc.messages}) from exc
 
 
 class Alias(models.Model):

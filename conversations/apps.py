@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class ConversationsConfig(AppConfig):
@@ -6,4 +7,8 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self):
-        from conversations import handlers  # noqa: F401  (registers the demo handlers)
+        # Importing registers the handlers: the demo services and `http`.
+        from conversations import handlers, http_handler  # noqa: F401
+        from conversations.checks import check_shortcode_providers
+
+        checks.register(check_shortcode_providers, checks.Tags.database)

@@ -1,9 +1,12 @@
 """The inbound pipeline: store an SMS, then turn it into a reply."""
 
+import hashlib
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -31,7 +34,10 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
     Store an inbound SMS and queue its handling; `(message, created)`.
 
     Idempotent on (provider, provider message id): a retried or duplicated webhook
-    returns the stored row and queues nothing. Raises InvalidPhoneNumber or
+    returns the stored row and queues nothing. Without a provider id, a signed request
+    replayed while its signature is accepted counts as that duplicate, and so does an
+    unsigned one with the same text from the same phone to the same shortcode within
+    INBOUND_DEDUPE_SECONDS (the simulator excepted). Raises InvalidPhoneNumber or
     WebhookBadRequest for input that cannot be stored as it is.
     """
     phone = to_e164(sms.sender, region=settings.SMS_DEFAULT_REGION)
@@ -59,7 +65,16 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
                 provider_message_id=provider_message_id,
                 raw_payload=clean_payload(sms.raw),
             )
+            # The simulator is typed at the server, not replayable over the network: a
+            # repeated text there is an answer (walking a flow), never a replay.
+            if provider_message_id is None and provider != SIMULATOR_PROVIDER:
+                first = _inbound_repeat_claim(message, sms)
+                if first is not None:
+                    raise _RepeatedInbound(first)  # rolls this row back
             enqueue_on_commit(handle_inbound_task, message.id)
+    except _RepeatedInbound as repeated:
+        logger.info("repeated id-less inbound %s/%s ignored", provider, repeated.first.id)
+        return repeated.first, False
     except IntegrityError:
         existing = Message.objects.filter(
             provider=provider,
@@ -71,6 +86,51 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
         logger.info("duplicate inbound %s/%s ignored", provider, provider_message_id)
         return existing, False
     return message, True
+
+
+class _RepeatedInbound(Exception):
+    def __init__(self, first: Message):
+        super().__init__(first.id)
+        self.first = first
+
+
+def _inbound_repeat_claim(message: Message, sms: InboundSMS) -> Message | None:
+    """
+    Claim an id-less inbound for a while; the earlier stored message holding the claim, if any.
+
+    A signed request is claimed by its signature for as long as the signature is accepted:
+    a replay carries the same one, a new message is signed anew. Any other is claimed by
+    its content (provider, phone, shortcode, text) for INBOUND_DEDUPE_SECONDS.
+    `cache.add` makes the claim atomic. A claim whose message was never committed (its
+    webhook failed and is being retried) or whose window has passed is taken over. The
+    window is checked against the stored time too, not only the cache's expiry.
+    """
+    if sms.replay_key:
+        window = sms.replay_window_seconds
+        content = "\x00".join((message.provider, "signed", sms.replay_key))
+    else:
+        window = settings.INBOUND_DEDUPE_SECONDS
+        content = "\x00".join((message.provider, message.phone, message.shortcode, message.body))
+    if window <= 0:
+        return None
+    key = f"inbound-repeat:{hashlib.sha256(content.encode()).hexdigest()}"
+    now = time.time()
+    if cache.add(key, (message.id, now), timeout=window):
+        return None
+    held = cache.get(key)
+    if held is not None and now - held[1] < window:
+        first = Message.objects.filter(
+            id=held[0],
+            direction=Message.Direction.INBOUND,
+            provider=message.provider,
+            provider_message_id__isnull=True,
+            phone=message.phone,
+            shortcode=message.shortcode,
+        ).first()
+        if first is not None:
+            return first
+    cache.set(key, (message.id, now), timeout=window)
+    return None
 
 
 OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -113,29 +173,71 @@ class PhoneBusy(Exception):
 
 
 def _inbound_handle_one(message_id: int) -> Message | None:
+    """
+    Handle one stored inbound SMS: compute its reply with no transaction open, then store it.
+
+    A handler may call another system (the `http` handler), so the reply text is computed
+    before any transaction starts: no transaction or row lock is held while it waits.
+    Handlers that write only our database run in their own transaction (handler_run).
+    Then one short transaction locks the row, checks it is still `received`, queues the
+    reply and marks the row handled. One reply per inbound: the per-phone lock of
+    `inbound_handle` keeps a phone's messages serial, and the status check under the row
+    lock drops the reply of a second run. Trade-off: a run that dies between computing
+    and storing leaves the row `received`, and the next run (task retry or sweep) runs
+    the handler again, so an endpoint may be called twice for one SMS.
+    """
+    inbound = Message.objects.filter(id=message_id, direction="in").first()
+    if inbound is None or inbound.status != Message.Status.RECEIVED:
+        return None
+    shortcode = shortcode_get(number=inbound.shortcode)
+    status, text, is_opt_out = Message.Status.HANDLED, "", False
+    flag = {}
+    if shortcode is None or not shortcode.active:
+        logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
+    elif not inbound_provider_allowed(shortcode=shortcode, provider=inbound.provider):
+        flag = {
+            "error_code": "provider_mismatch",
+            "error_message": f"received through {inbound.provider}, but shortcode {shortcode.number} is "
+            f"configured for {shortcode.provider}: not answered",
+        }
+        logger.warning("inbound %s %s", inbound.id, flag["error_message"])
+    elif _over_inbound_limit(shortcode, inbound.phone):
+        logger.warning("inbound %s from %s over the rate limit: stored, not answered", inbound.id, inbound.phone)
+        status = Message.Status.RATE_LIMITED
+    else:
+        contact_touch(phone=inbound.phone)
+        text, is_opt_out = _reply_text(shortcode, inbound)
     with transaction.atomic():
-        inbound = Message.objects.select_for_update().filter(id=message_id, direction="in").first()
-        if inbound is None or inbound.status != Message.Status.RECEIVED:
+        locked = Message.objects.select_for_update().filter(id=inbound.id, status=Message.Status.RECEIVED).first()
+        if locked is None:
             return None
-        shortcode = shortcode_get(number=inbound.shortcode)
-        status, reply = Message.Status.HANDLED, None
-        if shortcode is None or not shortcode.active:
-            logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
-        elif _over_inbound_limit(shortcode, inbound.phone):
-            logger.warning("inbound %s from %s over the rate limit: stored, not answered", inbound.id, inbound.phone)
-            status = Message.Status.RATE_LIMITED
-        else:
-            contact_touch(phone=inbound.phone)
-            text, is_opt_out = _reply_text(shortcode, inbound)
-            if text:
-                reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
+        reply = None
+        if text:
+            reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
         now = timezone.now()
-        Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now)
+        Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now, **flag)
     return reply
 
 
+# `simulate_sms` stores its messages as this provider: a local command, not a webhook.
+SIMULATOR_PROVIDER = "simulator"
+
+
+def inbound_provider_allowed(*, shortcode: Shortcode, provider: str) -> bool:
+    """
+    Whether an inbound stored as received through `provider` may be answered on `shortcode`.
+
+    A webhook's credential reaches only the shortcodes configured for its own provider.
+    The console provider sends nothing and has no webhook: its shortcodes receive through
+    the generic one. The simulator runs on the server itself and reaches every shortcode.
+    """
+    if provider in (shortcode.provider, SIMULATOR_PROVIDER):
+        return True
+    return shortcode.provider == "console" and provider == "generic"
+
+
 def _reply_text(shortcode: Shortcode, inbound: Message) -> tuple[str, bool]:
-    """Opt-out and help words first, then the conversation; (text, is the opt-out confirmation)."""
+    """Opt-out and help words first, then the conversation; (text, send even to a suppressed number)."""
     keyword_reply = opt_keyword_handle(shortcode=shortcode, inbound=inbound)
     if keyword_reply is not None:
         return keyword_reply
@@ -166,9 +268,10 @@ def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_supp
 def opt_keyword_handle(*, shortcode: Shortcode, inbound: Message) -> tuple[str, bool] | None:
     """
     STOP-type words put the number on the suppression list (one confirmation is still
-    sent); START-type words take it off; HELP and INFO answer the help text. Only a
-    whole message counts, case-insensitively ("stop please" is not an opt-out), as
-    carriers and aggregators do. Returns (reply, ignore_suppression) or None.
+    sent); START-type words take it off; HELP and INFO answer the help text, even to a
+    number that opted out (DLT rules still apply). Only a whole message counts,
+    case-insensitively ("stop please" is not an opt-out), as carriers and aggregators
+    do. Returns (reply, ignore_suppression) or None.
     """
     word = " ".join(inbound.body.split()).upper()
     extra = {w.strip().upper() for w in shortcode.opt_out_keywords.split(",") if w.strip()}
@@ -182,7 +285,8 @@ def opt_keyword_handle(*, shortcode: Shortcode, inbound: Message) -> tuple[str, 
         suppression_remove(phone=inbound.phone, shortcode=shortcode.number)
         return shortcode.opt_in_reply, False
     if word in HELP_WORDS:
-        return shortcode.help_text, False
+        # Carriers require a HELP answer at all times, even to a number that opted out.
+        return shortcode.help_text, True
     return None
 
 
@@ -246,12 +350,20 @@ def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> str:
 
 
 def handler_run(*, command: Command, context: HandlerContext) -> HandlerResult:
-    """Run a command's handler; a crash ends the flow with a polite reply rather than no reply."""
+    """
+    Run a command's handler; a crash ends the flow with a polite reply rather than no reply.
+
+    A handler writing our database runs in its own transaction, so a crash leaves none of
+    its writes; one registered `transactional=False` (it calls another system) runs with
+    no transaction open, so nothing is held while it waits.
+    """
     registered = HANDLERS.get(command.handler_key)
     if registered is None:
         logger.error("command %s names unknown handler %r", command.pk, command.handler_key)
         return HandlerResult(reply=UNAVAILABLE_REPLY)
     try:
+        if not registered.transactional:
+            return registered.func(context)
         with transaction.atomic():
             return registered.func(context)
     except Exception:
@@ -296,7 +408,10 @@ def ticket_open(*, phone: str, shortcode: str, issue: str) -> SupportTicket:
 
 
 def inbound_sweep(*, now=None, limit: int = 1000) -> dict:
-    """Queue again inbound messages still `received` after OUTBOX_SWEEP_AFTER_SECONDS (the broker was down)."""
+    """
+    Queue again inbound messages still `received` after OUTBOX_SWEEP_AFTER_SECONDS: the
+    broker was down, or in-process handling gave up on a busy phone or a locked database.
+    """
     from conversations.tasks import handle_inbound as handle_inbound_task
 
     if (backlog := sweep_should_wait()) is not None:

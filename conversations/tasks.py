@@ -1,4 +1,14 @@
+import logging
+import time
+
 from celery import shared_task
+from django.db import OperationalError
+
+logger = logging.getLogger(__name__)
+
+# Pauses, in seconds, before in-process handling tries again a phone another request is
+# handling or a database that stayed locked; what still fails is left for the inbound sweep.
+IN_PROCESS_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -6,6 +16,8 @@ def handle_inbound(self, message_id: int) -> bool:
     """Turn one stored inbound SMS into its reply; True when a reply was queued."""
     from conversations.services import PhoneBusy, inbound_handle
 
+    if self.request.is_eager:
+        return _handle_in_process(message_id)
     try:
         return inbound_handle(message_id=message_id) is not None
     except PhoneBusy:
@@ -13,9 +25,31 @@ def handle_inbound(self, message_id: int) -> bool:
         raise self.retry(countdown=0.5) from None
 
 
+def _handle_in_process(message_id: int) -> bool:
+    """
+    Handle an inbound SMS without a broker (the embedded default), inside the webhook's
+    request. Celery's eager retry runs again at once, ignoring the countdown, so the
+    pauses are taken here. The message stays `received` until handled, so one that
+    still cannot be is answered by the inbound sweep, never lost.
+    """
+    from conversations.services import PhoneBusy, inbound_handle
+
+    delays = iter(IN_PROCESS_RETRY_DELAYS)
+    while True:
+        try:
+            return inbound_handle(message_id=message_id) is not None
+        except (PhoneBusy, OperationalError) as exc:
+            delay = next(delays, None)
+            if delay is None:
+                logger.warning("inbound %s not handled yet (%r): left for the inbound sweep", message_id, exc)
+                return False
+            logger.info("inbound %s not handled yet (%r): trying again in %ss", message_id, exc, delay)
+            time.sleep(delay)
+
+
 @shared_task
 def inbound_sweep() -> dict:
-    """Queue again inbound messages the broker lost (beat)."""
+    """Queue again inbound messages left `received` (celery beat, or the serving process without a broker)."""
     from conversations.services import inbound_sweep as sweep
 
     return sweep()

@@ -2,12 +2,13 @@ import contextlib
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from delivery.models import ChannelLog, DeliveryReport, Message, Suppression
 from delivery.phones import InvalidPhoneNumber, to_e164
-from delivery.services import messages_requeue, suppression_add
+from delivery.services import messages_refused_count, messages_requeue, suppression_add
 
 
 class ReadOnlyAdminMixin:
@@ -60,8 +61,10 @@ class MessageAdmin(admin.ModelAdmin):
         "status",
         "provider",
         "provider_message_id",
+        "why",
     )
-    list_filter = ("direction", "status", "provider", "shortcode", "created_at")
+    # error_code says why a message failed or went unanswered (opted_out, provider_mismatch...).
+    list_filter = ("direction", "status", "provider", "error_code", "shortcode", "created_at")
     # Exact matches only: the table is large and agents search by number or id.
     search_fields = ("=phone", "=provider_message_id", "=uuid")
     search_help_text = _("Exact phone number (any format) or provider message id.")
@@ -112,10 +115,17 @@ class MessageAdmin(admin.ModelAdmin):
     def text(self, obj):
         return obj.body if len(obj.body) <= 60 else obj.body[:59] + "…"
 
+    @admin.display(description=_("why"), ordering="error_code")
+    def why(self, obj):
+        # The code fits the list; the whole reason shows on hover and on the message's page.
+        return format_html('<span title="{}">{}</span>', obj.error_message, obj.error_code) if obj.error_code else ""
+
     @admin.action(permissions=["requeue"], description=_("Send the selected failed replies again"))
     def requeue(self, request, queryset):
-        count = messages_requeue(message_ids=list(queryset.values_list("id", flat=True)))
-        skipped = queryset.count() - count
+        message_ids = list(queryset.values_list("id", flat=True))
+        refused = messages_refused_count(message_ids=message_ids)
+        count = messages_requeue(message_ids=message_ids)
+        skipped = len(message_ids) - count - refused
         self.message_user(
             request,
             ngettext(
@@ -126,6 +136,17 @@ class MessageAdmin(admin.ModelAdmin):
             % {"count": count},
             messages.SUCCESS,
         )
+        if refused:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d skipped because refused: a refused message (opted out, no DLT template) is never sent.",
+                    "%(n)d skipped because refused: a refused message (opted out, no DLT template) is never sent.",
+                    refused,
+                )
+                % {"n": refused},
+                messages.WARNING,
+            )
         if skipped:
             self.message_user(
                 request,

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class DeliveryConfig(AppConfig):
@@ -6,8 +7,10 @@ class DeliveryConfig(AppConfig):
     verbose_name = "Delivery"
 
     def ready(self):
-        # Build the provider registry now: it declares every provider's secrets for masking,
-        # so nothing is logged before they are known.
+        from delivery.checks import check_public_base_url
         from delivery.providers import all_providers
 
+        checks.register(check_public_base_url, checks.Tags.security)
+        # Build the provider registry now: it declares every provider's secrets for masking,
+        # so nothing is logged before they are known.
         all_providers()

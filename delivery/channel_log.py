@@ -10,55 +10,32 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from delivery.models import ChannelLog
+from delivery.providers import all_providers
 from delivery.providers.base import HttpExchange
+from delivery.redaction import MASK, redact, redact_query, secret_values
 
 logger = logging.getLogger(__name__)
 
-MASK = "********"
-SENSITIVE_HEADERS = frozenset(
-    name.lower()
-    for name in (
-        "Authorization",
-        "Proxy-Authorization",
-        "Cookie",
-        "X-Twilio-Signature",
-        "X-Twilio-Webhooks-Signature-Settings",
-        "X-Plivo-Signature-V2",
-        "X-Plivo-Signature-Ma-V2",
-        "X-Plivo-Signature-V3",
-        "X-Plivo-Signature-Ma-V3",
-        "X-Sinch-Webhook-Signature",
-        "X-Signature",
-        "X-Webhook-Secret",
-        "authkey",
-        "api-key",
-    )
-)
+# Headers that carry credentials for any provider; each provider adds its signature
+# headers (Provider.SENSITIVE_HEADERS).
+COMMON_SENSITIVE_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie")
 
 
-def configured_secrets() -> list[str]:
-    """Every secret value configured now, longest first (so a secret containing another is masked whole)."""
-    values = {getattr(settings, name, "") for name in settings.SECRET_SETTINGS}
-    return sorted((v for v in values if v and len(v) >= 4), key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str] | None = None) -> str:
-    for secret in configured_secrets() if secrets is None else secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+def sensitive_headers() -> frozenset[str]:
+    """Lower-case names of the headers masked whatever their value."""
+    names = [*COMMON_SENSITIVE_HEADERS, *(name for p in all_providers() for name in p.SENSITIVE_HEADERS)]
+    return frozenset(name.lower() for name in names)
 
 
 def redact_headers(headers: dict[str, str], secrets: list[str]) -> dict[str, str]:
-    return {
-        name: MASK if name.lower() in SENSITIVE_HEADERS else redact(str(value), secrets)
-        for name, value in headers.items()
-    }
+    masked = sensitive_headers()
+    return {name: MASK if name.lower() in masked else redact(str(value), secrets) for name, value in headers.items()}
 
 
 def _format(headers: dict[str, str], body: str, secrets: list[str]) -> str:
@@ -68,13 +45,13 @@ def _format(headers: dict[str, str], body: str, secrets: list[str]) -> str:
 
 def channel_log_exchanges(*, provider: str, message_id: int | None, exchanges: tuple[HttpExchange, ...]) -> None:
     """Store the API calls one send made."""
-    secrets = configured_secrets()
+    secrets = secret_values()
     ChannelLog.objects.bulk_create(
         ChannelLog(
             kind=ChannelLog.Kind.SEND,
             provider=provider,
             message_id=message_id,
-            url=redact(exchange.url, secrets),
+            url=redact_query(redact(exchange.url, secrets)),
             request=_format(exchange.request_headers, exchange.request_body, secrets),
             response=redact(exchange.response_body, secrets),
             status_code=exchange.status_code,
@@ -96,7 +73,7 @@ def channel_log_webhook(
     error: str = "",
 ) -> None:
     """Store one webhook as received and what we answered. Never fails the webhook."""
-    secrets = configured_secrets()
+    secrets = secret_values()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
     try:
         body = request.body.decode("utf-8", "replace")
@@ -109,7 +86,7 @@ def channel_log_webhook(
                 kind=kind,
                 provider=provider,
                 message_id=message_id,
-                url=redact(request.get_full_path(), secrets),
+                url=redact_query(redact(request.get_full_path(), secrets)),
                 request=_format(headers, body[:20_000], secrets).replace("\x00", ""),
                 response=redact(response.content.decode("utf-8", "replace")[:5_000], secrets),
                 status_code=response.status_code,
@@ -118,6 +95,48 @@ def channel_log_webhook(
             )
     except Exception:  # the log is a diagnostic: losing one row must not lose the webhook's answer
         logger.exception("could not write the channel log for a %s webhook", provider)
+
+
+def channel_log_refusal(
+    *, kind: str, provider: str, request: HttpRequest, status_code: int, source: str, reason: str
+) -> bool:
+    """
+    Store one refused webhook (not authenticated, too large, wrong method, unknown
+    provider) as metadata only: method, path, body size, source address and reason,
+    never its body or headers, which a stranger chose. At most
+    CHANNEL_LOG_REFUSALS_PER_MINUTE rows per source address a minute; past that they are
+    counted in a log line instead. Returns whether a row was written.
+    """
+    minute = int(timezone.now().timestamp() // 60)
+    key = f"channel-log:refusals:{source}:{minute}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        count = 1
+    limit = settings.CHANNEL_LOG_REFUSALS_PER_MINUTE
+    if count > limit:
+        if count == limit + 1 or count % 100 == 0:
+            logger.warning("%d refused webhooks from %s this minute; past %d they are not stored", count, source, limit)
+        return False
+    try:
+        size = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        size = 0
+    try:
+        with transaction.atomic():
+            ChannelLog.objects.create(
+                kind=kind,
+                provider=provider[:30],
+                url=redact_query(redact(request.get_full_path()))[:2000],
+                request=f"{request.method} from {source}, {size} bytes",
+                status_code=status_code,
+                error=redact(reason)[:500],
+            )
+    except Exception:  # the log is a diagnostic: losing one row must not lose the webhook's answer
+        logger.exception("could not write the channel log for a refused %s webhook", provider)
+        return False
+    return True
 
 
 def channel_log_purge(*, now=None) -> int:

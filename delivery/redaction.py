@@ -11,6 +11,9 @@ This module imports no other module of the project, so anything may use it.
 """
 
 import os
+import re
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 
@@ -44,10 +47,15 @@ def declared_secret_names() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def secret_values() -> list[str]:
-    """Every declared secret's value now, longest first (so a secret containing another is masked whole)."""
+    """
+    Every declared secret's value now, as written and URL-encoded (a secret in a query
+    string or a connection error's URL is encoded), longest first so a secret
+    containing another is masked whole.
+    """
     values = {str(getattr(settings, name, "") or "") for name in _secret_settings}
     values.update(os.environ.get(name, "") for name in _secret_env)
-    return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+    forms = {form for value in values for form in (value, quote(value, safe=""), quote_plus(value))}
+    return sorted((v for v in forms if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 def redact(text: str, secrets: list[str] | None = None) -> str:
@@ -56,3 +64,45 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+# Query parameters whose values are credentials whatever their value: a wrong token
+# sent by a stranger is not a declared secret, yet it must not reach a log either.
+SECRET_QUERY_PARAM = re.compile(
+    r"([?&;](?:[^=&;\s\"']*?)(?:token|key|secret|signature|auth|password|passwd|pwd)[^=&;\s\"']*=)[^&;\s\"']*",
+    re.IGNORECASE,
+)
+
+
+def redact_query(text: str) -> str:
+    """`text` (a URL, a path or a request line) with the values of token-like query parameters masked."""
+    return SECRET_QUERY_PARAM.sub(lambda match: match.group(1) + MASK, text)
+
+
+# E.164 numbers (+ and 8 to 15 digits) and bare runs of 10 to 15 digits, as aggregators
+# write subscriber numbers; not inside a longer word or number.
+PHONE_NUMBER = re.compile(r"(?<![\w+])(\+\d{8,15}|\d{10,15})(?!\w)")
+
+
+def phones_mask(text: str) -> str:
+    """`text` with phone numbers masked but their last four digits (`+919876543210` -> `+91******3210`)."""
+
+    def mask(match: re.Match) -> str:
+        number = match.group(1)
+        if number.startswith("+"):
+            return number[:3] + "*" * (len(number) - 7) + number[-4:]
+        return "*" * (len(number) - 4) + number[-4:]
+
+    return PHONE_NUMBER.sub(mask, text)
+
+
+def redact_payload(value: Any, secrets: list[str] | None = None) -> Any:
+    """`redact` through a decoded JSON value (a stored webhook payload), keys included."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): redact_payload(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_payload(v, secrets) for v in value]
+    return value

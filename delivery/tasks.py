@@ -34,7 +34,7 @@ def deliver(self, message_id: int) -> str:
 
 @shared_task
 def outbox_sweep() -> dict:
-    """Queue again outbound messages the broker lost or that waited for their time (beat)."""
+    """Queue again outbound messages the broker lost or that waited for their time (beat, or the web process)."""
     from delivery.services import outbox_sweep as sweep
 
     return sweep()

@@ -12,15 +12,17 @@ import time
 from functools import cache
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework.views import APIView
 
-from delivery.channel_log import channel_log_webhook
+from delivery.channel_log import channel_log_refusal, channel_log_webhook
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers import UnknownProvider, detect_provider, get_provider
 from delivery.providers.base import Provider, ProviderError, WebhookBadRequest, WebhookForbidden
+from delivery.providers.replay import nonces_release
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +100,16 @@ class WebhookView(APIView):
             )
         check_source_address(http_request)
         webhook_provider.authenticate(http_request)
+        self.authenticated = True
         # The stored rows and their channel log row commit together: one commit per webhook.
-        with transaction.atomic():
-            response = self.receive(http_request, webhook_provider)
-            self.log(http_request, response)
+        try:
+            with transaction.atomic():
+                response = self.receive(http_request, webhook_provider)
+                self.log(http_request, response)
+        except Exception:
+            # Nothing was stored: the provider's retry of this very request must pass again.
+            nonces_release(http_request)
+            raise
         return response
 
     get = post
@@ -113,7 +121,21 @@ class WebhookView(APIView):
         return response
 
     def log(self, request: HttpRequest, response) -> None:
+        """
+        An authenticated webhook is stored whole (masked); anything refused before that
+        is a stranger's text, stored as metadata only and rate-limited.
+        """
         self.logged = True
+        if not getattr(self, "authenticated", False):
+            channel_log_refusal(
+                kind=self.log_kind,
+                provider=self.provider_slug,
+                request=request,
+                status_code=response.status_code,
+                source=client_address(request),
+                reason=response.content.decode("utf-8", "replace")[:500],
+            )
+            return
         channel_log_webhook(
             kind=self.log_kind,
             provider=self.provider_slug,
@@ -135,6 +157,7 @@ class WebhookView(APIView):
 
     @staticmethod
     def resolve_provider(request: HttpRequest, slug: str | None) -> Provider:
+        """The URL's provider; on /sms-handler and /sms-dlr, the one whose credential the request presents."""
         if slug is None:
             return detect_provider(request)
         provider = get_provider(slug)
@@ -154,6 +177,10 @@ class WebhookView(APIView):
             return error_response(exc.status_code, str(exc))
         if isinstance(exc, InvalidPhoneNumber):
             return error_response(400, str(exc), "from")
+        if isinstance(exc, (MultiPartParserError, BadRequest, SuspiciousOperation)):
+            # Django's own refusals of a request it cannot read (a broken multipart body, too
+            # many fields, a Host not allowed): the caller's fault, answered like any bad body.
+            return error_response(400, f"unreadable request: {exc}")
         if isinstance(exc, (OperationalError, InterfaceError)):
             logger.error("database unavailable during webhook: %s", exc)
             return error_response(503, "database unavailable, retry later")

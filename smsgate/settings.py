@@ -7,6 +7,7 @@ console provider). With DJANGO_DEBUG off it refuses to start without a secret ke
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -81,12 +82,16 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # SQLite in WAL mode lets the web process read while a task writes.
+    # Concurrent requests on one SQLite file (the embedded default): WAL lets readers go on
+    # while one connection writes; IMMEDIATE takes the write lock at BEGIN, so a transaction
+    # waits its turn there (busy timeout) instead of failing with "database is locked" when
+    # it upgrades from reading to writing; the timeout is how long it waits, in seconds.
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].update(
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=20),
         }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -133,8 +138,26 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # whatever Host the proxy forwards.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 if PUBLIC_BASE_URL.startswith("https://"):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
+
+# HTTPS: with an https PUBLIC_BASE_URL and DEBUG off, plain HTTP is redirected, browsers are
+# told to stay on HTTPS (HSTS) and cookies travel only over HTTPS.
+HTTPS_ONLY = PUBLIC_BASE_URL.startswith("https://") and not DEBUG
+# Believe the proxy's X-Forwarded-Proto: only when every request comes through a proxy that
+# sets it, or any client can claim HTTPS by sending the header itself.
+TRUST_X_FORWARDED_PROTO = env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+if TRUST_X_FORWARDED_PROTO:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Off when the proxy in front redirects to HTTPS itself but cannot be trusted for the header.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS_ONLY)
+# Health probes come over plain HTTP from inside the network: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
+# HSTS max-age in seconds (0 sends no header); the two flags add its includeSubDomains and preload directives.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -148,6 +171,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOK_MAX_BODY_BYTES, 2_621_440)
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 ALLOWLISTED_IPS = env.list("ALLOWLISTED_IPS", default=[])
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# A timestamped webhook signature (generic X-Signature) is refused this far from now, either way.
+WEBHOOK_SIGNATURE_MAX_AGE_SECONDS = env.int("WEBHOOK_SIGNATURE_MAX_AGE_SECONDS", default=300)
+# An inbound SMS without a provider id that repeats one (same sender, shortcode, text) this recently is a replay.
+INBOUND_DEDUPE_SECONDS = env.int("INBOUND_DEDUPE_SECONDS", default=120)
 
 # Providers by slug: the slug is the one in webhook URLs and in Shortcode.provider.
 SMS_PROVIDERS = {
@@ -167,6 +194,15 @@ SMS_PROVIDER_SLUGS = sorted(
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="console")
 SMS_DEFAULT_REGION = env.str("SMS_DEFAULT_REGION", default="IN")
 
+# India DLT. Characters one placeholder value may take (operators commonly allow 30).
+DLT_VARIABLE_MAX_LENGTH = env.int("DLT_VARIABLE_MAX_LENGTH", default=30)
+# Promotional SMS go out only between these hours, IST, as "start,end" (some aggregators use 10,21).
+DLT_PROMOTIONAL_HOURS = tuple(env.list("DLT_PROMOTIONAL_HOURS", cast=int, default=[9, 21]))
+if len(DLT_PROMOTIONAL_HOURS) != 2 or not 0 <= DLT_PROMOTIONAL_HOURS[0] < DLT_PROMOTIONAL_HOURS[1] <= 23:
+    raise ImproperlyConfigured("DLT_PROMOTIONAL_HOURS must be two hours 'start,end' with 0 <= start < end <= 23.")
+# Seconds a process trusts its template index before asking the cache whether templates changed.
+DLT_INDEX_RECHECK_SECONDS = env.float("DLT_INDEX_RECHECK_SECONDS", default=0.0)
+
 # Each provider block is optional; a provider whose secret is unset refuses its webhooks
 # unless DEBUG is on. *_API_BASE points a provider's API at another origin.
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
@@ -179,6 +215,9 @@ TWILIO_SHARED_KEY_SECRET = env.str("TWILIO_SHARED_KEY_SECRET", default="")
 PLIVO_AUTH_ID = env.str("PLIVO_AUTH_ID", default="")
 PLIVO_AUTH_TOKEN = env.str("PLIVO_AUTH_TOKEN", default="")
 PLIVO_API_BASE = env.str("PLIVO_API_BASE", default="")
+# V2 signatures cover neither body nor query; accepted only when this is on, each nonce once within the TTL.
+PLIVO_ALLOW_SIGNATURE_V2 = env.bool("PLIVO_ALLOW_SIGNATURE_V2", default=False)
+PLIVO_V2_NONCE_TTL_SECONDS = env.int("PLIVO_V2_NONCE_TTL_SECONDS", default=24 * 3600)
 
 SINCH_SERVICE_PLAN_ID = env.str("SINCH_SERVICE_PLAN_ID", default="")
 SINCH_API_TOKEN = env.str("SINCH_API_TOKEN", default="")
@@ -191,36 +230,35 @@ MSG91_API_BASE = env.str("MSG91_API_BASE", default="https://control.msg91.com")
 # Providers that sign nothing require ?token=<PROVIDER>_WEBHOOK_TOKEN on their webhook URLs.
 SINCH_WEBHOOK_TOKEN = env.str("SINCH_WEBHOOK_TOKEN", default="")
 MSG91_WEBHOOK_TOKEN = env.str("MSG91_WEBHOOK_TOKEN", default="")
-GENERIC_WEBHOOK_TOKEN = env.str("GENERIC_WEBHOOK_TOKEN", default="")
 GUPSHUP_WEBHOOK_TOKEN = env.str("GUPSHUP_WEBHOOK_TOKEN", default="")
 TEXTLOCAL_WEBHOOK_TOKEN = env.str("TEXTLOCAL_WEBHOOK_TOKEN", default="")
 
 GATEWAY_OUTBOUND_URL = env.str("GATEWAY_OUTBOUND_URL", default="")
 GATEWAY_API_KEY = env.str("GATEWAY_API_KEY", default="")
-GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=10.0)
-
-# Values masked in the channel log wherever they appear.
-SECRET_SETTINGS = (
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_SHARED_KEY_SECRET",
-    "PLIVO_AUTH_TOKEN",
-    "SINCH_API_TOKEN",
-    "SINCH_WEBHOOK_SECRET",
-    "SINCH_WEBHOOK_TOKEN",
-    "MSG91_AUTH_KEY",
-    "MSG91_WEBHOOK_TOKEN",
-    "GENERIC_WEBHOOK_TOKEN",
-    "GUPSHUP_WEBHOOK_TOKEN",
-    "TEXTLOCAL_WEBHOOK_TOKEN",
-    "GATEWAY_API_KEY",
-    "WEBHOOK_SECRET",
+# Origins (scheme://host[:port]) a shortcode's `outbound_url` may name: the gateway key goes there.
+GATEWAY_ALLOWED_ORIGINS = env.list(
+    "GATEWAY_ALLOWED_ORIGINS",
+    default=["{0.scheme}://{0.netloc}".format(urlsplit(GATEWAY_OUTBOUND_URL))] if GATEWAY_OUTBOUND_URL else [],
 )
+# Checks a shortcode's provider options on save (commands names no other app; this wires delivery's in).
+SHORTCODE_CONFIG_CHECK = "delivery.providers.provider_config_errors"
+GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=10.0)
 
 # How long logs are kept, in days.
 RETENTION_PERIODS = {"channel_log": env.int("CHANNEL_LOG_RETENTION_DAYS", default=7)}
+# Refused webhooks (metadata only) stored per source address per minute; the rest are counted in the log.
+CHANNEL_LOG_REFUSALS_PER_MINUTE = env.int("CHANNEL_LOG_REFUSALS_PER_MINUTE", default=10)
 
-# Handlers that call other systems (the `http` handler) give up after this long.
+# Handlers that call other systems (the `http` handler) give up after this long, connect and every read included.
 HANDLER_HTTP_TIMEOUT_SECONDS = env.float("HANDLER_HTTP_TIMEOUT_SECONDS", default=5.0)
+# A longer answer from a handler's endpoint is refused, not read.
+HANDLER_HTTP_MAX_RESPONSE_BYTES = env.int("HANDLER_HTTP_MAX_RESPONSE_BYTES", default=64 * 1024)
+# Private, loopback, link-local and reserved addresses a handler may call anyway (CIDRs); the demo calls itself.
+HANDLER_HTTP_ALLOWED_NETWORKS = env.list(
+    "HANDLER_HTTP_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
+)
+# Host names a handler may call whatever addresses they resolve to (internal services).
+HANDLER_HTTP_ALLOWED_HOSTS = env.list("HANDLER_HTTP_ALLOWED_HOSTS", default=[])
 
 # Celery: without a broker every task runs eagerly in-process (the embedded default).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -250,19 +288,32 @@ SWEEP_MAX_BACKLOG = env.int("SWEEP_MAX_BACKLOG", default=500)
 # Two SMS from one phone are handled one at a time, in order, under this lock.
 PHONE_LOCK_SECONDS = env.int("PHONE_LOCK_SECONDS", default=30)
 
-# Periodic jobs (celery beat). Keep task names stable across releases: during a rolling
+# Seconds between two runs of each sweep.
+SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
+
+# Periodic jobs: celery beat, or a thread of the serving process on the embedded default
+# (smsgate/embedded_beat.py). Keep task names stable across releases: during a rolling
 # deploy an old beat may schedule for new workers and the other way round.
 CELERY_BEAT_SCHEDULE = {
-    "outbox-sweep": {"task": "delivery.tasks.outbox_sweep", "schedule": 30.0},
-    "inbound-sweep": {"task": "conversations.tasks.inbound_sweep", "schedule": 30.0},
+    "outbox-sweep": {"task": "delivery.tasks.outbox_sweep", "schedule": SWEEP_INTERVAL_SECONDS},
+    "inbound-sweep": {"task": "conversations.tasks.inbound_sweep", "schedule": SWEEP_INTERVAL_SECONDS},
     "channel-log-purge": {"task": "delivery.tasks.channel_log_purge", "schedule": 3600.0},
 }
 
+# Every line goes through the redacting filter: declared secrets and token-like query
+# values masked, phone numbers cut to their last four digits unless LOG_LEVEL is DEBUG.
+# runserver's access log (django.server) goes through it too.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "delivery.log_filters.RedactingFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
+# Celery keeps the handlers above (and their filter) instead of installing its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

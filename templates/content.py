@@ -36,8 +36,6 @@ KIND_DESCRIPTIONS = {
     EMAIL: "an e-mail address",
 }
 
-DEFAULT_VARIABLE_MAX_LENGTH = 30
-
 _PLACEHOLDER_RE = re.compile(r"\{#([A-Za-z]+)#\}")
 
 # Whole-value patterns for the structured kinds. ASCII digits only: operators count a
@@ -78,8 +76,8 @@ class Part:
 
 
 def variable_max_length() -> int:
-    """Longest value a placeholder takes; operators commonly allow 30 characters."""
-    return int(getattr(settings, "DLT_VARIABLE_MAX_LENGTH", DEFAULT_VARIABLE_MAX_LENGTH))
+    """Longest value a placeholder takes: DLT_VARIABLE_MAX_LENGTH."""
+    return settings.DLT_VARIABLE_MAX_LENGTH
 
 
 def parse_content(content: str) -> tuple[Part, ...]:

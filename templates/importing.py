@@ -19,12 +19,18 @@ COLUMN_NAMES = {
     "name": ("template name", "name", "template title"),
     "content": ("template content", "template message", "content", "message", "message content"),
     "headers": ("header", "sender id", "headers", "senderid", "header name", "sender ids"),
-    "category": ("category", "template type", "content type", "template category", "type"),
+    # "Template Type" first: some portals also export a "Category" column naming the
+    # business (Banking, Retail...), not the DLT category.
+    "category": ("template type", "template category", "category", "content type", "type"),
     "status": ("status", "template status"),
     "entity_id": ("entity id", "pe id", "principal entity id", "peid", "entityid"),
     "entity_name": ("entity name", "pe name", "principal entity name"),
 }
 REQUIRED_COLUMNS = ("template_id", "content", "headers", "category", "entity_id")
+# The csv module's own field limit (128 Ki characters by default, process-wide) is raised to
+# this; a field longer still (a quote never closed swallows the rest of the file) is a broken
+# export, reported as ImportFileError with its line.
+MAX_FIELD_CHARS = 1_000_000
 
 CATEGORY_NAMES = {
     "transactional": Template.Category.TRANSACTIONAL,
@@ -97,7 +103,18 @@ def read_rows(text: str) -> list[CsvRow]:
         dialect = csv.Sniffer().sniff(first_line, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
+    # Only ever raised, never lowered: another reader in this process keeps at least its own limit.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        return _rows(reader)
+    except csv.Error as exc:
+        # Past an error the reader's position inside a quoted field is unknown: no later row can be trusted.
+        raise ImportFileError(f"Line {reader.line_num}: the file is not readable CSV ({exc}).") from exc
+
+
+def _rows(reader) -> list[CsvRow]:
+    """The column titles found by name, then every non-blank data row."""
     titles = next(reader)
     positions: dict[str, int] = {}
     normalized = [_normalize(title) for title in titles]

@@ -93,7 +93,7 @@ def template_index() -> MatchIndex:
     state = _state
     max_length = variable_max_length()
     now = time.monotonic()
-    recheck = float(getattr(settings, "DLT_INDEX_RECHECK_SECONDS", 0.0))
+    recheck = settings.DLT_INDEX_RECHECK_SECONDS
     if state.index is not None and state.max_length == max_length and recheck and now - state.checked_at < recheck:
         return state.index
     version = _shared_version()

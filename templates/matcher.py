@@ -4,7 +4,7 @@ Which approved DLT template a (header, text) pair matches, or why none does.
 Pure code: the index is built from plain TemplateRow values (see templates.index for the
 cached one built from the database) and no query runs while matching.
 
-Rules, as operators scrub (PROTOCOLS §5):
+Rules, as operators scrub (docs/PROVIDERS.md, India DLT):
 - fixed text matches byte for byte: no whitespace, case or punctuation tolerance; a
   regex character in a template is plain text;
 - each placeholder takes 1 to `max_length` characters of its kind (templates.content);

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from templates.content import ContentError, parse_content, placeholders
 
-# DLT identifiers are numeric; commonly 19 digits, some portals issue 12 (PROTOCOLS §5).
+# DLT identifiers are numeric; commonly 19 digits, some portals issue 12 (docs/PROVIDERS.md, India DLT).
 DLT_ID_REGEX = r"^[0-9]{12,19}$"
 dlt_id_validator = RegexValidator(DLT_ID_REGEX, _("A DLT ID is 12 to 19 digits, nothing else."))
 
@@ -51,6 +51,12 @@ class Header(models.Model):
     headers are 6 letters; promotional ones 6 digits or, since 2025, 6 letters. Phones show
     the header with a suffix for its category (`ABCDEF-S`). An inactive header matches
     nothing (DLT 621).
+
+    DLT portals register a header as promotional or "others" (plus government); an
+    "others" header carries transactional and service templates alike. Here both
+    `transactional` and `service` stand for "others": either carries either kind of
+    template (Template.HEADER_CATEGORIES); the value only names the traffic it was first
+    registered or imported for.
     """
 
     class Category(models.TextChoices):
@@ -157,11 +163,15 @@ class Template(models.Model):
 
     PROMOTIONAL_CATEGORIES = frozenset({Category.PROMOTIONAL, Category.SERVICE_EXPLICIT})
 
-    # Which header categories may carry a template of each category.
+    # The portal's "others" header: transactional and service templates share it.
+    OTHERS_HEADER_CATEGORIES = frozenset({Header.Category.TRANSACTIONAL, Header.Category.SERVICE})
+    # Which header categories may carry a template of each category. Service-explicit
+    # templates were registered on "others" headers before the 2025 amendment moved them
+    # to promotional, so either carries them.
     HEADER_CATEGORIES = {
-        Category.TRANSACTIONAL: frozenset({Header.Category.TRANSACTIONAL}),
-        Category.SERVICE_IMPLICIT: frozenset({Header.Category.SERVICE}),
-        Category.SERVICE_EXPLICIT: frozenset({Header.Category.PROMOTIONAL}),
+        Category.TRANSACTIONAL: OTHERS_HEADER_CATEGORIES,
+        Category.SERVICE_IMPLICIT: OTHERS_HEADER_CATEGORIES,
+        Category.SERVICE_EXPLICIT: OTHERS_HEADER_CATEGORIES | {Header.Category.PROMOTIONAL},
         Category.PROMOTIONAL: frozenset({Header.Category.PROMOTIONAL}),
         Category.GOVERNMENT: frozenset({Header.Category.GOVERNMENT}),
     }

@@ -16,13 +16,15 @@ from templates.matcher import Match
 from templates.models import Header, PrincipalEntity, Template
 
 IST = ZoneInfo("Asia/Kolkata")
-DEFAULT_PROMOTIONAL_HOURS = (9, 21)
 
-# The header category a template's first use creates a new header with (dlt_import).
+# The header category a template's first use creates a new header with (dlt_import); a
+# numeric header is always promotional. Transactional and service both mean the portal's
+# "others" header, which later rows of either kind may share (Template.HEADER_CATEGORIES).
 HEADER_CATEGORY_FOR = {
     Template.Category.TRANSACTIONAL: Header.Category.TRANSACTIONAL,
     Template.Category.SERVICE_IMPLICIT: Header.Category.SERVICE,
-    Template.Category.SERVICE_EXPLICIT: Header.Category.PROMOTIONAL,
+    # Registered on "others" headers before the 2025 amendment.
+    Template.Category.SERVICE_EXPLICIT: Header.Category.SERVICE,
     Template.Category.PROMOTIONAL: Header.Category.PROMOTIONAL,
     Template.Category.GOVERNMENT: Header.Category.GOVERNMENT,
 }
@@ -161,7 +163,7 @@ def promotional_window_next_start(*, now: dt.datetime) -> dt.datetime | None:
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("promotional_window_next_start needs an aware datetime (use django.utils.timezone.now()).")
-    start_hour, end_hour = getattr(settings, "DLT_PROMOTIONAL_HOURS", DEFAULT_PROMOTIONAL_HOURS)
+    start_hour, end_hour = settings.DLT_PROMOTIONAL_HOURS
     local = now.astimezone(IST)
     opens = local.replace(hour=start_hour, minute=0, second=0, microsecond=0)
     closes = local.replace(hour=end_hour, minute=0, second=0, microsecond=0)
@@ -232,8 +234,12 @@ def templates_import_csv(*, file, dry_run: bool) -> ImportReport:
     Each row is all or nothing and independent of the others: a broken row is rejected
     with the reason and the rest still load. A row is keyed on its DLT template ID; a
     repeat of an ID earlier in the file is rejected. Entities and headers are created on
-    first sight (a new header takes the category the template needs); an existing header
-    of another entity or of a category that may not carry the template rejects the row.
+    first sight: a new header is promotional when numeric or first seen with a promotional
+    template, else the portal's "others" header, which carries transactional and service
+    templates alike (its category is never inferred more narrowly than that). An approved
+    row is rejected only when it is malformed (no ID, no content, a bad placeholder, an
+    unknown category) or names a header of another entity or of a kind that cannot carry
+    it (a transactional template on a promotional header).
     Pending or rejected portal statuses are not imported. With `dry_run` every row goes
     through the same checks and writes, all rolled back: the report is what a real run
     would do. Raises ImportFileError when the file cannot be read at all.
@@ -322,7 +328,8 @@ def _header_for(sender_id: str, entity: PrincipalEntity, category: str) -> Heade
     # Exact, case-sensitive lookup: operators treat "ABCDEF" and "abcdef" as different headers.
     header = Header.objects.filter(sender_id=sender_id).first()
     if header is None:
-        header = Header(sender_id=sender_id, entity=entity, category=HEADER_CATEGORY_FOR[category])
+        kind = Header.Category.PROMOTIONAL if sender_id.isdigit() else HEADER_CATEGORY_FOR[category]
+        header = Header(sender_id=sender_id, entity=entity, category=kind)
         try:
             header.full_clean()
         except ValidationError as exc:

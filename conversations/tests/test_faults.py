@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from commands.models import Shortcode
-from conftest import WEBHOOK_SECRET, FakeResponse, broker_down, wait_until
+from conftest import WEBHOOK_SECRET, FakeResponse, broker_down, sinch_signed_headers, wait_until
 from conversations.services import inbound_sweep
 from delivery.models import Message
 
@@ -155,6 +155,32 @@ def test_database_down_is_a_503_so_the_aggregator_retries(client):
     assert response.status_code == 503
     assert response.json() == {"error": "database unavailable, retry later"}
     assert not Message.objects.exists()
+
+
+def test_a_signed_webhook_refused_for_a_database_outage_passes_when_retried(client, settings):
+    # given: Sinch signing with a nonce, which is refused the second time it is seen
+    settings.SINCH_WEBHOOK_SECRET = "sinch-signing-secret"
+    body = b'{"type": "mo_text", "id": "01SINCHRETRY", "from": "919876543210", "to": "57675", "body": "2"}'
+    headers = sinch_signed_headers(body, secret=settings.SINCH_WEBHOOK_SECRET)
+
+    def post():
+        return client.post("/webhooks/sinch/inbound/", body, content_type="application/json", headers=headers)
+
+    # when: the first delivery meets a database outage, and Sinch retries the very same request
+    saved_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = 9  # nothing listens there
+    try:
+        first = post()
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved_port
+    retry = post()
+
+    # then: the outage asked for a retry, and the retry was stored once
+    assert first.status_code == 503
+    assert retry.status_code == 200, retry.content
+    assert Message.objects.filter(provider="sinch", provider_message_id="01SINCHRETRY").count() == 1
 
 
 def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, demo, client):

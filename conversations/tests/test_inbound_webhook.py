@@ -2,12 +2,17 @@
 
 import hashlib
 import hmac
+import io
 import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
+from freezegun import freeze_time
 
 from commands.tests.factories import CommandFactory, ShortcodeFactory
-from conftest import WEBHOOK_SECRET, load_fixture
+from conftest import WEBHOOK_SECRET, generic_signed_headers, load_fixture
 from delivery.models import ChannelLog, Message
 
 INBOUND = "/webhooks/generic/inbound/"
@@ -178,14 +183,148 @@ def test_wrong_or_missing_secret_is_a_403(post_webhook, headers):
 
 
 @pytest.mark.django_db
-def test_hmac_signature_of_the_raw_body_is_accepted(post_webhook):
+def test_timestamped_hmac_signature_of_the_raw_body_is_accepted(post_webhook):
     body = json.dumps({"from": "+919876543210", "to": "57675", "body": "1"}).encode()
-    signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    response = post_webhook(INBOUND, body, sign=False, headers={"X-Signature": signature})
+    headers = generic_signed_headers(body)
+    response = post_webhook(INBOUND, body, sign=False, headers=headers)
     assert response.status_code == 200
     # a changed byte fails
-    response = post_webhook(INBOUND, body.replace(b'"1"', b'"2"'), sign=False, headers={"X-Signature": signature})
+    response = post_webhook(INBOUND, body.replace(b'"1"', b'"2"'), sign=False, headers=headers)
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_hmac_of_the_body_alone_is_no_longer_accepted(post_webhook):
+    # given: the earlier scheme, whose captures never expire
+    body = json.dumps({"from": "+919876543210", "to": "57675", "body": "1"}).encode()
+    signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    # when
+    response = post_webhook(INBOUND, body, sign=False, headers={"X-Signature": signature})
+
+    # then
+    assert response.status_code == 403
+    assert "X-Signature-Timestamp" in response.json()["error"]
+    assert not Message.objects.exists()
+
+
+# Id-less inbound: a replayed signed request is not a new message ------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"from": "+919876543210", "to": "57675", "body": "2"}',
+        b"From=%2B919876543210&To=57675&Body=2",
+    ],
+    ids=["json", "form"],
+)
+def test_replayed_signed_inbound_without_an_id_gets_one_reply(
+    shortcode, post_webhook, django_capture_on_commit_callbacks, body
+):
+    # given: a signed inbound without a provider id, captured
+    headers = generic_signed_headers(body)
+
+    # when: it arrives, and again a minute later
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post_webhook(INBOUND, body, sign=False, headers=headers)
+    with freeze_time(datetime.now(UTC) + timedelta(minutes=1)), django_capture_on_commit_callbacks(execute=True):
+        replay = post_webhook(INBOUND, body, sign=False, headers=headers)
+
+    # then: both acknowledged as for a duplicate; one stored message, one reply
+    assert [first.status_code, replay.status_code] == [200, 200]
+    assert Message.objects.filter(direction="in").count() == 1
+    assert list(Message.objects.filter(direction="out").values_list("body", flat=True)) == ["Balance: Rs 10"]
+    inbound_logs = ChannelLog.objects.filter(kind="inbound").order_by("id")
+    assert [log.message_id for log in inbound_logs] == [Message.objects.get(direction="in").id] * 2
+
+
+@pytest.mark.django_db
+def test_a_signed_inbound_replayed_after_the_content_window_still_gets_one_reply(
+    shortcode, post_webhook, django_capture_on_commit_callbacks, settings
+):
+    # given: a signed inbound without a provider id, captured; its signature is accepted
+    # for five minutes either way, longer than the content window
+    settings.INBOUND_DEDUPE_SECONDS = 120
+    settings.WEBHOOK_SIGNATURE_MAX_AGE_SECONDS = 300
+    body = b'{"from": "+919876543210", "to": "57675", "body": "2"}'
+    headers = generic_signed_headers(body)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(INBOUND, body, sign=False, headers=headers).status_code == 200
+
+    # when: it is replayed four minutes later, while its signature still passes
+    with freeze_time(datetime.now(UTC) + timedelta(minutes=4)), django_capture_on_commit_callbacks(execute=True):
+        replay = post_webhook(INBOUND, body, sign=False, headers=headers)
+
+    # then: acknowledged as a duplicate; one message, one reply
+    assert replay.status_code == 200
+    assert Message.objects.filter(direction="in").count() == 1
+    assert Message.objects.filter(direction="out").count() == 1
+
+
+@pytest.mark.django_db
+def test_the_same_text_signed_anew_is_a_new_message_at_once(
+    shortcode, post_webhook, django_capture_on_commit_callbacks
+):
+    # given: the subscriber sent "2", signed by the aggregator
+    body = b'{"from": "+919876543210", "to": "57675", "body": "2"}'
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(INBOUND, body, sign=False, headers=generic_signed_headers(body)).status_code == 200
+
+    # when: they send "2" again ten seconds later, and the aggregator signs that request anew
+    later = int(time.time()) + 10
+    with django_capture_on_commit_callbacks(execute=True):
+        again = post_webhook(INBOUND, body, sign=False, headers=generic_signed_headers(body, timestamp=later))
+
+    # then: a second message with its own reply
+    assert again.status_code == 200
+    assert Message.objects.filter(direction="in").count() == 2
+    assert Message.objects.filter(direction="out").count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [INBOUND, "/sms-handler"])
+def test_same_text_without_an_id_after_the_window_is_a_new_message(
+    shortcode, post_webhook, django_capture_on_commit_callbacks, settings, path
+):
+    # given: the subscriber sent "2" without a provider id
+    settings.INBOUND_DEDUPE_SECONDS = 120
+    body = load_fixture("conversations", "generic", "inbound_seed_form.txt")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(path, body).status_code == 200
+
+    # when: the same text, from the same phone, once the window has passed
+    with freeze_time(datetime.now(UTC) + timedelta(seconds=121)), django_capture_on_commit_callbacks(execute=True):
+        response = post_webhook(path, body)
+
+    # then: a second message and a second reply
+    assert response.status_code == 200
+    assert Message.objects.filter(direction="in").count() == 2
+    assert Message.objects.filter(direction="out").count() == 2
+
+
+@pytest.mark.django_db
+def test_simulator_repeating_a_text_gets_two_replies(shortcode):
+    # when: an operator simulates "2" twice in a row
+    call_command("simulate_sms", "--from", "+919876543210", "--to", "57675", "2", "2", stdout=io.StringIO())
+
+    # then: typed at the server, not a replay: both are answered
+    assert Message.objects.filter(direction="in").count() == 2
+    assert Message.objects.filter(direction="out").count() == 2
+
+
+@pytest.mark.django_db
+def test_inbound_without_an_id_from_another_phone_or_with_another_text_is_not_a_repeat(
+    shortcode, post_webhook, django_capture_on_commit_callbacks
+):
+    # when: within the window, the same text from another phone, and another text from the first
+    with django_capture_on_commit_callbacks(execute=True):
+        for sender, text in [("+919876543210", "2"), ("+919876543211", "2"), ("+919876543210", "3")]:
+            assert post_webhook(INBOUND, {"from": sender, "to": "57675", "body": text}).status_code == 200
+
+    # then
+    assert Message.objects.filter(direction="in").count() == 3
 
 
 @pytest.mark.django_db

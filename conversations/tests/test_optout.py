@@ -6,7 +6,7 @@ from django.core.management import call_command
 from commands.models import Shortcode
 from conversations.tests.test_flows import PHONE, sms
 from delivery.models import Message, Suppression
-from delivery.services import message_send
+from delivery.services import message_deliver, message_send
 
 
 @pytest.fixture
@@ -53,6 +53,34 @@ def test_opt_in_words_lift_the_suppression(demo, word):
 @pytest.mark.parametrize("word", ["HELP", "info"])
 def test_help_words_answer_the_help_text(demo, word):
     assert sms(word) == Shortcode.objects.get(number="57675").help_text
+
+
+@pytest.mark.parametrize("word", ["HELP", "info"])
+def test_help_is_answered_even_after_stop(demo, word):
+    # given
+    sms("STOP")
+    # when
+    reply = sms(word)
+    # then: the help text is queued for sending, with its DLT template
+    assert reply == Shortcode.objects.get(number="57675").help_text
+    answer = Message.objects.filter(direction="out").latest("id")
+    assert (answer.status, answer.error_code, answer.dlt_template_id) == ("queued", "", "1107170000000000010")
+    assert message_deliver(message_id=answer.id) == "sent"
+    # and anything else is still refused
+    sms("1")
+    refused = Message.objects.filter(direction="out").latest("id")
+    assert (refused.status, refused.error_code) == ("refused", "opted_out")
+
+
+def test_help_after_stop_still_needs_a_dlt_template(demo):
+    # given: a help text never registered on the DLT platform
+    Shortcode.objects.filter(number="57675").update(help_text="Call us any time.")
+    sms("STOP")
+    # when
+    sms("HELP")
+    # then
+    answer = Message.objects.filter(direction="out").latest("id")
+    assert (answer.status, answer.error_code) == ("refused", "dlt_no_template")
 
 
 def test_shortcode_own_opt_out_words(demo):

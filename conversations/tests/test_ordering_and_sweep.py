@@ -1,12 +1,16 @@
 """Order per phone, and the sweep that re-queues what the broker lost."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from freezegun import freeze_time
 
+from conversations import tasks as conversation_tasks
 from conversations.services import PhoneBusy, inbound_handle, inbound_sweep, message_receive
+from conversations.tasks import handle_inbound as handle_inbound_task
 from delivery.models import Message
 from delivery.providers.base import InboundSMS
 from delivery.services import outbox_sweep
@@ -42,6 +46,21 @@ def test_a_later_message_handles_the_earlier_one_first(demo):
     ]
 
 
+def test_earlier_unhandled_messages_are_handled_oldest_first(demo):
+    # given: a whole conversation stored, none of it handled yet
+    register, name, balance, support = receive("1"), receive("Asha"), receive("2"), receive("3")
+    # when: the last message's task runs first
+    inbound_handle(message_id=support.id)
+    # then: each reply follows from the one before it
+    replies = Message.objects.filter(direction="out").order_by("id")
+    assert [(r.in_reply_to_id, r.body) for r in replies] == [
+        (register.id, "Welcome! Please reply with your name."),
+        (name.id, "Thank you Asha, you are registered."),
+        (balance.id, "Hi Asha, your balance is Rs 0.00."),
+        (support.id, "Please describe your issue in one SMS."),
+    ]
+
+
 def test_a_phone_being_handled_elsewhere_waits(demo):
     message = receive("2")
     assert lock_acquire(f"phone:57675:{PHONE}", timeout=30)
@@ -51,6 +70,39 @@ def test_a_phone_being_handled_elsewhere_waits(demo):
     finally:
         lock_release(f"phone:57675:{PHONE}")
     assert inbound_handle(message_id=message.id) is not None
+
+
+def test_in_process_handling_waits_for_a_phone_busy_for_a_moment(demo):
+    # given: another request is handling this phone, and is done a moment later
+    message = receive("2")
+    lock = f"phone:57675:{PHONE}"
+    assert lock_acquire(lock, timeout=30)
+    threading.Timer(0.3, lock_release, args=[lock]).start()
+    # when: its task runs in-process, as on the embedded default
+    result = handle_inbound_task.delay(message.id)
+    # then
+    assert result.get() is True
+    message.refresh_from_db()
+    assert message.status == "handled"
+    assert Message.objects.filter(in_reply_to=message).count() == 1
+
+
+def test_in_process_handling_leaves_a_phone_busy_too_long_to_the_sweep(demo, monkeypatch):
+    monkeypatch.setattr(conversation_tasks, "IN_PROCESS_RETRY_DELAYS", (0.01, 0.02))
+    message = receive("2")
+    lock = f"phone:57675:{PHONE}"
+    # given: the phone stays busy through every retry
+    assert lock_acquire(lock, timeout=30)
+    try:
+        # when
+        assert handle_inbound_task.delay(message.id).get() is False
+    finally:
+        lock_release(lock)
+    # then: nothing lost: still `received`, and the sweep answers it
+    message.refresh_from_db()
+    assert message.status == "received"
+    assert inbound_sweep(now=timezone.now() + timedelta(minutes=2)) == {"requeued": 1}
+    assert Message.objects.filter(in_reply_to=message).count() == 1
 
 
 def test_inbound_sweep_requeues_unhandled_messages(demo, settings):
@@ -86,6 +138,28 @@ def test_outbox_sweep_requeues_stuck_and_due_messages(db, settings):
     assert statuses[dead_worker.id] == "sent"
     assert statuses[waiting_retry.id] == "queued"
     assert statuses[scheduled.id] == "queued"
+
+
+def test_sweeps_requeue_only_rows_pending_longer_than_the_settle_time(demo, settings):
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 60
+    with freeze_time("2026-01-05 10:00:00") as clock:
+        # given: an inbound and an outbound the broker lost a minute ago...
+        old_inbound = receive("2")
+        old_outbound = OutboundMessageFactory(provider="console")
+        clock.tick(timedelta(seconds=50))
+        # ...and an inbound and an outbound stored just now, their tasks still on the way
+        fresh_inbound = receive("3")
+        fresh_outbound = OutboundMessageFactory(provider="console")
+        clock.tick(timedelta(seconds=11))
+        # when
+        inbound_result, outbox_result = inbound_sweep(), outbox_sweep()
+    # then: only the old ones were queued again (the old inbound's reply is itself fresh)
+    assert inbound_result == {"requeued": 1}
+    assert outbox_result == {"requeued": 1, "reset": 0}
+    statuses = dict(Message.objects.values_list("id", "status"))
+    assert (statuses[old_inbound.id], statuses[fresh_inbound.id]) == ("handled", "received")
+    assert (statuses[old_outbound.id], statuses[fresh_outbound.id]) == ("sent", "queued")
+    assert Message.objects.get(in_reply_to=old_inbound).status == "queued"
 
 
 def test_overlapping_sweeps_skip(db):

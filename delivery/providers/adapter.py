@@ -8,17 +8,18 @@ replaces a shipped one for a deployment. A config names:
     name, docs                  what it is and where its documents are
     auth                        {"type": "token"}: ?token= = <SLUG>_WEBHOOK_TOKEN (base.verify_webhook_token);
                                 {"type": "header", "header": "X-...", "secret": "{env:NAME}"}: shared secret;
-                                {"type": "none"}: only with DEBUG on, like any provider whose secret is unset
+                                {"type": "none"}: only with DEBUG on, like any provider whose secret is unset;
+                                on /sms-handler and /sms-dlr this credential, never the payload, picks the adapter
     inbound                     field names (a name or a list, first present wins): from, to, body, id
     status                      field names: id, status, error_code, error_message, reference;
                                 map (provider word -> ours, case-insensitive), ignored (known, move nothing)
-    claims                      {"inbound": [...], "status": [...]}: fields that, all present, mark a
-                                payload as this aggregator's on /sms-handler and /sms-dlr
     outbound                    url, method (GET: params in the query; POST: params as `format` "form"
                                 or "json"), params, unicode_params (added when the text needs UCS-2),
                                 headers, allowed_hosts, and `response`: id_path
                                 (dotted JSON path) or id_regex (group 1), optional success_path +
                                 success_values, error_path, error_code_path
+    opted_out_error_codes       error codes (of a refused send or a report) that mean the number
+                                opted out at the aggregator: it goes on our suppression list
 
 Placeholders in outbound url, params and headers: {to} (E.164), {to_digits}, {from},
 {message}, {reference}, {callback_url}, {dlt_template_id}, {dlt_entity_id}, and
@@ -62,7 +63,10 @@ from delivery.providers.base import (
     constant_time_equals,
     exchange_from_response,
     first_of,
+    literal_credential_errors,
+    outbound_url_refusal,
     request_data,
+    url_origin,
     verify_webhook_token,
     webhooks_open_without_secret,
 )
@@ -72,6 +76,7 @@ from delivery.segments import UCS2, encoding_of
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 SLUG = re.compile(r"[a-z0-9_]+")
 PLACEHOLDER = re.compile(r"\{(env:[A-Za-z_][A-Za-z0-9_]*|[a-z_]+)\}")
+ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = frozenset(
     {"to", "to_digits", "from", "message", "reference", "callback_url", "dlt_template_id", "dlt_entity_id"}
 )
@@ -95,8 +100,23 @@ class ConfigurableProvider(Provider):
         status = config.get("status", {})
         self.STATUS_MAP = {str(word).strip().lower(): ours for word, ours in status.get("map", {}).items()}
         self.IGNORED = frozenset(str(word).strip().lower() for word in status.get("ignored", []))
+        self.OPTED_OUT_ERROR_CODES = frozenset(str(code).strip() for code in config.get("opted_out_error_codes", []))
         self.webhook_methods = frozenset(m.upper() for m in config.get("webhook_methods", ["POST"]))
         self._validate()
+        if config.get("auth", {}).get("type") == "header":
+            self.CREDENTIAL_HEADERS = (config["auth"]["header"],)
+        auth = config.get("auth", {"type": "token"})
+        # The webhook token rides in the callback URL we give the aggregator (services.callback_url).
+        self.SECRET_SETTINGS = (f"{slug.upper()}_WEBHOOK_TOKEN",) if self._token_auth() else ()
+        self.SECRET_ENV = tuple(sorted(set(ENV_PLACEHOLDER.findall(json.dumps(config)))))
+        self.SENSITIVE_HEADERS = tuple(
+            name
+            for name, template in {
+                **config["outbound"].get("headers", {}),
+                **({auth["header"]: auth["secret"]} if auth.get("type") == "header" else {}),
+            }.items()
+            if ENV_PLACEHOLDER.search(json.dumps(template))
+        )
 
     def webhook_refusal(self) -> str | None:
         if webhooks_open_without_secret():
@@ -202,14 +222,6 @@ class ConfigurableProvider(Provider):
         provider_message_id, data = read_response(response.text, outbound.get("response", {}), exchange)
         return SendResult(provider_message_id=provider_message_id, raw=data, exchanges=(exchange,))
 
-    def claims(self, request: HttpRequest) -> bool:
-        marks = self.config.get("claims", {})
-        try:
-            data = request_fields(request)
-        except WebhookBadRequest:
-            return False
-        return any(fields and all(name in data for name in fields) for fields in marks.values())
-
     def _token_auth(self) -> bool:
         return self.config.get("auth", {}).get("type", "token") == "token"
 
@@ -227,15 +239,21 @@ class ConfigurableProvider(Provider):
             if isinstance(overrides.get(key), dict):
                 merged[key] = {**base.get(key, {}), **overrides[key]}
         if "url" in overrides:
-            home, there = urlsplit(base["url"]), urlsplit(str(overrides["url"]))
-            allowed = {home.hostname, *base.get("allowed_hosts", [])}
-            # Same scheme too: an https API's credentials must not go out over plain http.
-            if there.hostname not in allowed or there.scheme != home.scheme:
-                raise PermanentSendError(
-                    f"provider_config url must stay on {home.scheme}://{' or '.join(sorted(h for h in allowed if h))}",
-                    code="bad_config",
-                )
+            # Same scheme and port too: an https API's credentials must not go out over plain http.
+            home = urlsplit(base["url"])
+            allowed = [url_origin(base["url"]), *(f"{home.scheme}://{host}" for host in base.get("allowed_hosts", []))]
+            refusal = outbound_url_refusal(str(overrides["url"]), allowed)
+            if refusal:
+                raise PermanentSendError(f"provider_config url: {refusal}", code="bad_config")
         return merged
+
+    def config_errors(self, options: dict[str, Any]) -> list[str]:
+        errors = literal_credential_errors(options)
+        try:
+            self._outbound(options.get("outbound") or {})
+        except PermanentSendError as exc:
+            errors.append(str(exc))
+        return errors
 
     def _validate(self) -> None:
         outbound = self.config.get("outbound")

@@ -8,14 +8,20 @@ A provider module turns an aggregator's webhook into an `InboundSMS` or a
 import hashlib
 import hmac
 import json
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
+
+from delivery.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,10 @@ class InboundSMS:
     body: str
     provider_message_id: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    # For a signed request: its signature, which a replay repeats and a new request does
+    # not, and how long that signature is accepted (an id-less replay is dropped that long).
+    replay_key: str = ""
+    replay_window_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,9 @@ class SendError(Exception):
         retry_after: float | None = None,
         exchanges: tuple[HttpExchange, ...] = (),
     ):
-        super().__init__(message)
+        # Masked here, once: the text is stored (Message.error_message) and logged, and an
+        # underlying error's text may carry a credential (a URL with its query string).
+        super().__init__(redact(message))
         self.code = code
         self.retry_after = retry_after
         self.exchanges = exchanges
@@ -137,12 +149,22 @@ class Provider(ABC):
     # Every setting this provider reads whose value is a secret: masked wherever text is
     # stored or logged (delivery.redaction), declared when the registry is built.
     SECRET_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    # Environment variables it reads at send time whose values are secrets (adapters' {env:NAME}).
+    SECRET_ENV: ClassVar[tuple[str, ...]] = ()
     # Settings that must all be set for sends to work (its API credentials).
     SEND_SETTINGS: ClassVar[tuple[str, ...]] = ()
     # Request headers whose values derive from a secret (signatures): masked by name.
     SENSITIVE_HEADERS: ClassVar[tuple[str, ...]] = ()
+    # Request headers that carry its webhook credential (a signature, a shared secret):
+    # on /sms-handler and /sms-dlr, a request presenting one is this provider's to prove.
+    CREDENTIAL_HEADERS: ClassVar[tuple[str, ...]] = ()
     STATUS_MAP: ClassVar[dict[str, str]] = {}
     IGNORED: ClassVar[frozenset[str]] = frozenset()
+    # Error codes (of a refused send or a delivery report) that mean the number opted out
+    # at the carrier or aggregator: the number goes on our suppression list (Twilio 21610).
+    OPTED_OUT_ERROR_CODES: ClassVar[frozenset[str]] = frozenset()
+    # The same for providers whose reports carry the reason as a status code (MSG91).
+    OPTED_OUT_STATUSES: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def authenticate(self, request: HttpRequest) -> None: ...
@@ -161,8 +183,15 @@ class Provider(ABC):
         return JsonResponse({"status": "accepted"})
 
     def claims(self, request: HttpRequest) -> bool:
-        """For the provider-less /sms-handler and /sms-dlr: does this request look like ours?"""
-        return False
+        """
+        For the provider-less /sms-handler and /sms-dlr: does the request present this
+        provider's credential? One of its CREDENTIAL_HEADERS, or `?token=` equal to its
+        <SLUG>_WEBHOOK_TOKEN. Never the payload's shape, which anyone can imitate.
+        """
+        if any(request.headers.get(name) for name in self.CREDENTIAL_HEADERS):
+            return True
+        token = getattr(settings, f"{self.slug.upper()}_WEBHOOK_TOKEN", "")
+        return constant_time_equals(token, request.GET.get("token"))
 
     def webhook_refusal(self) -> str | None:
         """Why this provider refuses every webhook right now (its secret is unset), or None."""
@@ -180,41 +209,116 @@ class Provider(ABC):
             return f"{', '.join(missing)} not set: every send fails"
         return None
 
+    def config_errors(self, options: dict[str, Any]) -> list[str]:
+        """What is wrong with a shortcode's provider options for this provider (checked when staff save them)."""
+        return literal_credential_errors(options)
+
     def map_status(self, provider_status: str) -> str | None:
         return self.STATUS_MAP.get((provider_status or "").strip().lower())
+
+    def reports_opt_out(self, *, error_code: str, provider_status: str = "") -> bool:
+        """Does this error code (or report status) say the number opted out at the carrier?"""
+        return (error_code or "").strip() in self.OPTED_OUT_ERROR_CODES or (
+            (provider_status or "").strip().lower() in self.OPTED_OUT_STATUSES
+        )
 
 
 # Helpers shared by provider modules -------------------------------------------------
 
 
+# Deeper than any provider's payload (Sinch's reports nest 3 levels): anything more is
+# refused before the parser recurses into it.
+JSON_MAX_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+ACCEPTED_MEDIA_TYPES = "application/json, application/x-www-form-urlencoded or multipart/form-data"
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json, text/json and the structured `+json` types (application/vnd.x+json)."""
+    media = (content_type or "").strip().lower()
+    return media in ("application/json", "text/json") or (media.startswith("application/") and media.endswith("+json"))
+
+
+def is_form_media_type(content_type: str | None) -> bool:
+    return (content_type or "").strip().lower() in FORM_MEDIA_TYPES
+
+
+def json_value(raw: bytes | str, *, field: str | None = None) -> Any:
+    """
+    Any JSON value from `raw` (UTF-8), nested at most JSON_MAX_DEPTH deep. The depth is
+    counted on the brackets outside strings, so a hostile body never reaches the
+    recursive parser. Raises WebhookBadRequest naming `field` (None: the body).
+    """
+    what = f"field '{field}'" if field else "body"
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+    except UnicodeDecodeError:
+        raise WebhookBadRequest(f"{what} is not UTF-8", field=field) from None
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > JSON_MAX_DEPTH:
+            raise WebhookBadRequest(f"{what} is JSON nested deeper than {JSON_MAX_DEPTH} levels", field=field)
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # also the int-digits limit on a huge number
+        raise WebhookBadRequest(f"{what} is not valid JSON: {exc}", field=field) from None
+    except RecursionError:
+        raise WebhookBadRequest(f"{what} is JSON nested too deeply", field=field) from None
+
+
+def form_data(request: HttpRequest) -> QueryDict:
+    """
+    The fields of a urlencoded or multipart body, as Django parsed them: the very object
+    form signatures (Twilio, Plivo) are checked over, so what is parsed is what was signed.
+
+    Raises WebhookBadRequest for another media type or a body Django cannot parse. Django
+    answers an empty QueryDict on every read after a parse error; the error is kept on the
+    request so that every later reader (the parse after the signature check) sees it too.
+    """
+    if not is_form_media_type(request.content_type):
+        raise WebhookBadRequest(
+            f"Content-Type {request.content_type or '(none)'} is not a form: "
+            "send application/x-www-form-urlencoded or multipart/form-data"
+        )
+    error = getattr(request, "form_error", None)
+    if error is None:
+        try:
+            return request.POST
+        except MultiPartParserError as exc:
+            error = f"malformed multipart body: {exc}"
+        except (BadRequest, TooManyFieldsSent, TooManyFilesSent) as exc:
+            error = f"unreadable form body: {exc}"
+        request.form_error = error
+    raise WebhookBadRequest(error)
+
+
 def request_data(request: HttpRequest) -> dict[str, Any]:
     """
-    The webhook's fields as a flat dict, from a JSON object, a form body or the query.
+    The webhook's fields as a flat dict, read as the declared Content-Type says: a JSON
+    object (JSON media types), the form (urlencoded or multipart; the last value of a
+    repeated field), or the query (GET). The body is never sniffed: a signature checked
+    over the form must not be followed by a parse of the same bytes as JSON.
 
-    Raises WebhookBadRequest for a body that is neither.
+    Raises WebhookBadRequest for another media type or a body that does not parse.
     """
-    content_type = (request.content_type or "").lower()
-    raw = request.body
     if request.method == "GET":
         return dict(request.GET.items())
-    if "json" in content_type or (raw[:1] in (b"{", b"[") and "form" not in content_type):
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise WebhookBadRequest(f"body is not valid JSON: {exc}") from None
+    if is_json_media_type(request.content_type):
+        data = json_value(request.body)
         if not isinstance(data, dict):
             raise WebhookBadRequest("body must be a JSON object")
         return data
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WebhookBadRequest("body is not UTF-8") from None
-    if not text.strip():
-        raise WebhookBadRequest("empty body")
-    pairs = parse_qsl(text, keep_blank_values=True)
-    if not pairs:
-        raise WebhookBadRequest("body is neither JSON nor form-encoded")
-    return dict(pairs)
+    if not is_form_media_type(request.content_type):
+        raise WebhookBadRequest(
+            f"Content-Type {request.content_type or '(none)'} is not accepted; send {ACCEPTED_MEDIA_TYPES}"
+        )
+    form = form_data(request)
+    if not form:
+        raise WebhookBadRequest("empty body: no form fields")
+    return form.dict()
 
 
 def first_of(data: dict[str, Any], *names: str, required: bool = True) -> str:
@@ -230,18 +334,29 @@ def first_of(data: dict[str, Any], *names: str, required: bool = True) -> str:
     return ""
 
 
+def _utf8(text: str) -> bytes | None:
+    """`text` as UTF-8, or None for one that has none (a lone surrogate)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
 def verify_hmac_sha256_hex(secret: str, raw_body: bytes, signature: str) -> bool:
     """True when `signature` is the hex HMAC-SHA256 of the body with `secret`."""
     if not secret or not signature:
         return False
     expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.strip().lower())
+    # Compared as bytes: compare_digest refuses non-ASCII str, and a header may carry any.
+    given = _utf8(signature.strip().lower())
+    return given is not None and hmac.compare_digest(expected.encode(), given)
 
 
 def constant_time_equals(expected: str, given: str | None) -> bool:
     if not expected or not given:
         return False
-    return hmac.compare_digest(expected.encode(), given.encode())
+    given_bytes = _utf8(given)
+    return given_bytes is not None and hmac.compare_digest(expected.encode(), given_bytes)
 
 
 def webhooks_open_without_secret() -> bool:
@@ -313,6 +428,64 @@ class ExchangeRecorder:
         self.exchanges.append(HttpExchange(method=method, url=url, error=f"{error.__class__.__name__}: {error}"))
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-case, the scheme's default port left out; "" when it has none."""
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    scheme = parts.scheme.lower()
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+def outbound_url_refusal(url: str, allowed_origins: Iterable[str]) -> str | None:
+    """
+    Why our credentials may not go to `url`, or None. Staff choose a shortcode's
+    outbound URL, and the provider's key travels with the request: only an origin
+    (scheme, host and port) the deployment allows may receive it. An allowed origin
+    written `scheme://host:*` allows every port of that host.
+    """
+    entries = [str(origin).strip().rstrip("/") for origin in allowed_origins]
+    any_port = {entry[:-2].lower() for entry in entries if entry.endswith(":*")}
+    allowed = {url_origin(entry) for entry in entries if not entry.endswith(":*")} - {""}
+    origin = url_origin(url)
+    if origin and (origin in allowed or origin.rsplit(":", 1)[0] in any_port or origin in any_port):
+        return None
+    allowed |= {f"{entry}:*" for entry in any_port}
+    return f"outbound URL {url_origin(url) or url!r} is not an allowed origin ({', '.join(sorted(allowed)) or 'none'})"
+
+
+# Option names that would hold a credential. Shortcode options are staff-edited data
+# shown in the admin: a credential there is a name of an environment variable (`*_env`).
+CREDENTIAL_OPTION = re.compile(r"key|token|secret|password|passwd|auth|credential", re.IGNORECASE)
+
+
+def literal_credential_errors(options: Any, path: str = "") -> list[str]:
+    """Options (nested too) whose names say they hold a credential but are not `*_env` references."""
+    errors: list[str] = []
+    if isinstance(options, dict):
+        for name, value in options.items():
+            where = f"{path}.{name}" if path else str(name)
+            if CREDENTIAL_OPTION.search(str(name)) and not str(name).endswith("_env"):
+                errors.append(
+                    f"'{where}' would hold a credential: options name environment variables ('{name}_env'), "
+                    "never secrets"
+                )
+            else:
+                errors.extend(literal_credential_errors(value, where))
+    elif isinstance(options, list):
+        for index, value in enumerate(options):
+            errors.extend(literal_credential_errors(value, f"{path}.{index}"))
+    return errors
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a Retry-After header given in seconds (the HTTP-date form is treated as absent)."""
     if not value:
@@ -321,3 +494,31 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+# What a webhook's authentication vouched for. `authenticate` records it on the request,
+# `parse_status` reads it: a signature over the body alone says nothing about the URL's
+# query, so an unsigned `?ref=` must not choose the message a report moves.
+VOUCHED_WHOLE_REQUEST = "whole-request"  # a token, a shared-secret header, a signature over the URL
+VOUCHED_BODY_ONLY = "body-only"  # an HMAC over the raw body
+
+
+def webhook_vouched_record(request: HttpRequest, scope: str) -> None:
+    request.webhook_vouched = scope
+
+
+def status_reference(request: HttpRequest, body_reference: str) -> str:
+    """
+    Our reference (Message.uuid) for a status report, from `?ref=` or the body.
+
+    When the whole request is vouched for, `?ref=` comes first. When only the body is
+    signed, the body's reference wins, a `?ref=` that disagrees with it is refused (a
+    captured report replayed at another message), and a `?ref=` alone is ignored, so the
+    provider's message id does the matching. A request nobody recorded counts as body-only.
+    """
+    query_reference = request.GET.get("ref", "")
+    if getattr(request, "webhook_vouched", VOUCHED_BODY_ONLY) == VOUCHED_WHOLE_REQUEST:
+        return query_reference or body_reference
+    if query_reference and body_reference and query_reference.strip().lower() != body_reference.strip().lower():
+        raise WebhookForbidden("?ref= disagrees with the signed reference in the body")
+    return body_reference

@@ -33,6 +33,8 @@ from delivery.providers.base import (
     TransientSendError,
     WebhookBadRequest,
     first_of,
+    is_json_media_type,
+    json_value,
     verify_webhook_token,
 )
 from delivery.segments import UCS2, encoding_of
@@ -55,6 +57,8 @@ TRANSACTIONAL_ROUTE = "4"
 class Msg91Provider(Provider):
     slug = "msg91"
     WEBHOOK_SECRET_SETTINGS = ("MSG91_WEBHOOK_TOKEN",)
+    SECRET_SETTINGS = ("MSG91_AUTH_KEY", "MSG91_WEBHOOK_TOKEN")
+    SEND_SETTINGS = ("MSG91_AUTH_KEY",)
     # MSG91 report status codes onto ours.
     STATUS_MAP = {
         "1": "delivered",
@@ -67,6 +71,10 @@ class Msg91Provider(Provider):
         "17": "rejected",
         "25": "rejected",
     }
+    # 17 "Blocked number": the number opted out of this account's SMS (msg91.com guide "Exact
+    # Information of The Delivery Report Status"). NDNC (9) is not an opt-out from us: the
+    # national registry bars promotional traffic only. sendhttp documents no opt-out error.
+    OPTED_OUT_STATUSES = frozenset({"17"})
 
     def authenticate(self, request: HttpRequest) -> None:
         verify_webhook_token(request, self.slug)
@@ -144,25 +152,19 @@ class Msg91Provider(Provider):
         request_id = _request_id(response.text, exchanges=(exchange,))
         return SendResult(provider_message_id=request_id, raw={"response": response.text[:1000]}, exchanges=(exchange,))
 
-    def claims(self, request: HttpRequest) -> bool:
-        try:
-            reports = _flat_reports(request)
-        except WebhookBadRequest:
-            return False
-        return bool(reports) and all("requestId" in r and "status" in r for r in reports)
-
 
 def _flat_reports(request: HttpRequest) -> list[dict[str, Any]]:
     """Every per-number report in the request, each with its send's fields (requestId, senderId...)."""
-    content_type = (request.content_type or "").lower()
-    raw = request.body
-    if "json" in content_type or (raw[:1] in (b"{", b"[") and "form" not in content_type):
-        payload = _json(raw, field=None)
+    # v3 by its declared JSON media type, v2 by its form (or query) field: never by sniffing the body.
+    if is_json_media_type(request.content_type):
+        payload = json_value(request.body)
     else:
         fields = request_fields(request)
         if "data" not in fields:
             raise MissingField("data")
-        payload = _json(fields["data"].encode() if isinstance(fields["data"], str) else b"", field="data")
+        if not isinstance(fields["data"], str):
+            raise WebhookBadRequest("'data' must be a JSON string", field="data")
+        payload = json_value(fields["data"], field="data")
     items = payload if isinstance(payload, list) else [payload]
     reports = []
     for item in items:
@@ -179,13 +181,6 @@ def _flat_reports(request: HttpRequest) -> list[dict[str, Any]]:
                 raise WebhookBadRequest("each of 'report' must be an object", field="report")
             reports.append({**shared, **entry})
     return reports
-
-
-def _json(raw: bytes, *, field: str | None) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WebhookBadRequest(f"{field or 'body'} is not valid JSON: {exc}", field=field) from None
 
 
 def _request_id(text: str, *, exchanges) -> str:

@@ -1,9 +1,11 @@
 """
-Plivo messaging (shared/PROTOCOLS.md section 2).
+Plivo messaging (the facts relied on: docs/PROVIDERS.md, Plivo).
 
-Webhooks are form-encoded and signed with `X-Plivo-Signature-V3` (URL, query and body)
-or, in the Messaging documents' older scheme, `X-Plivo-Signature-V2` (URL only); the
-SDK's functions check both. Sends go through the SDK's REST client; PLIVO_API_BASE
+Webhooks are form-encoded and signed with `X-Plivo-Signature-V3` (URL, query and body),
+which is required. The Messaging documents' older `X-Plivo-Signature-V2` covers the URL
+without its query and a nonce, not the body: it is accepted only with
+PLIVO_ALLOW_SIGNATURE_V2 on, and then each nonce once within PLIVO_V2_NONCE_TTL_SECONDS.
+The SDK's functions check both. Sends go through the SDK's REST client; PLIVO_API_BASE
 aims it at another origin (a local stand-in in tests, an edge proxy in production).
 """
 
@@ -18,6 +20,8 @@ from plivo.exceptions import PlivoRestError
 from plivo.utils import validate_signature, validate_v3_signature
 
 from delivery.providers.base import (
+    VOUCHED_BODY_ONLY,
+    VOUCHED_WHOLE_REQUEST,
     ExchangeRecorder,
     InboundSMS,
     MissingField,
@@ -29,11 +33,15 @@ from delivery.providers.base import (
     TransientSendError,
     WebhookForbidden,
     first_of,
+    form_data,
     public_url,
     request_data,
     retry_after_seconds,
+    status_reference,
+    webhook_vouched_record,
     webhooks_open_without_secret,
 )
+from delivery.providers.replay import nonce_claim
 
 # Plain headers are signed with the token of the (sub)account owning the number, the
 # `-Ma-` ones with the main account's: whichever our PLIVO_AUTH_TOKEN is, one matches.
@@ -54,15 +62,16 @@ def signature_v3_valid(
     auth_token: str, method: str, url: str, nonce: str, signature: str, params: dict[str, list[str]]
 ) -> bool:
     """
-    Plivo's V3 signature, checked by the SDK (PROTOCOLS 2.2). `signature` may hold several
+    Plivo's V3 signature, checked by the SDK (docs/PROVIDERS.md, Plivo: signatures). `signature` may hold several
     comma-separated signatures; one match is enough.
     """
     if not auth_token or not nonce or not signature:
         return False
     try:
         return validate_v3_signature(method, url, nonce, auth_token, signature, params)
-    except PlivoRestError:
-        # The SDK validates its arguments (a URL it cannot read, say): not a valid signature.
+    except (PlivoRestError, UnicodeError):
+        # The SDK validates its arguments (a URL it cannot read, say) and encodes the headers
+        # (a lone surrogate has no UTF-8): either way not a valid signature.
         return False
 
 
@@ -70,7 +79,10 @@ def signature_v2_valid(auth_token: str, url: str, nonce: str, signature: str) ->
     """Plivo's V2 signature, checked by the SDK: it covers the URL without its query, and the nonce."""
     if not auth_token or not nonce or not signature:
         return False
-    return validate_signature(url, nonce, signature, auth_token)
+    try:
+        return validate_signature(url, nonce, signature, auth_token)
+    except UnicodeError:  # a header the SDK cannot encode is no signature
+        return False
 
 
 class _RebasedClient(plivo.RestClient):
@@ -100,7 +112,15 @@ class _RebasedClient(plivo.RestClient):
 class PlivoProvider(Provider):
     slug = "plivo"
     WEBHOOK_SECRET_SETTINGS = ("PLIVO_AUTH_TOKEN",)
-    # Plivo's message states (PROTOCOLS 2.3) in our words.
+    CREDENTIAL_HEADERS = (*V3_SIGNATURE_HEADERS, *V2_SIGNATURE_HEADERS)
+    # The auth ID is the user name of the API's basic auth: masked with the token.
+    SECRET_SETTINGS = ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN")
+    SEND_SETTINGS = ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN")
+    SENSITIVE_HEADERS = (*V3_SIGNATURE_HEADERS, *V2_SIGNATURE_HEADERS)
+    # A message to a number that sent STOP to our Plivo number fails with error code 200
+    # (support.plivo.com "Can I reply to customers who have opted out?").
+    OPTED_OUT_ERROR_CODES = frozenset({"200"})
+    # Plivo's message states (docs/PROVIDERS.md, Plivo: status callbacks) in our words.
     STATUS_MAP = {
         "queued": "queued",
         "sent": "sent",  # final in the US and Canada, where carriers send no receipts
@@ -118,6 +138,7 @@ class PlivoProvider(Provider):
         token = settings.PLIVO_AUTH_TOKEN
         if not token:
             if webhooks_open_without_secret():
+                webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)  # local development: taken as sent
                 return
             raise WebhookForbidden("PLIVO_AUTH_TOKEN is not configured; Plivo webhooks are refused")
         url = public_url(request)
@@ -125,18 +146,32 @@ class PlivoProvider(Provider):
         if v3 or request.headers.get(V3_NONCE_HEADER):
             # V3 covers the query and the body; once it is offered, the weaker V2 is not tried.
             nonce = request.headers.get(V3_NONCE_HEADER, "")
-            # Lists, so that a repeated field is signed as Plivo signed it.
-            params = {name: request.POST.getlist(name) for name in request.POST}
+            # Lists, so that a repeated field is signed as Plivo signed it. form_data is the
+            # form request_data parses (and refuses any other media type), so the parse reads
+            # exactly what the signature covers.
+            form = form_data(request)
+            params = {name: form.getlist(name) for name in form}
             if not any(signature_v3_valid(token, request.method, url, nonce, sig, params) for sig in v3):
                 raise WebhookForbidden(f"missing or wrong {V3_SIGNATURE_HEADERS[0]}")
+            webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)
             return
         v2 = [request.headers[name] for name in V2_SIGNATURE_HEADERS if request.headers.get(name)]
-        if v2:
-            nonce = request.headers.get(V2_NONCE_HEADER, "")
-            if not any(signature_v2_valid(token, url, nonce, sig) for sig in v2):
-                raise WebhookForbidden(f"missing or wrong {V2_SIGNATURE_HEADERS[0]}")
-            return
-        raise WebhookForbidden(f"missing {V3_SIGNATURE_HEADERS[0]} (or {V2_SIGNATURE_HEADERS[0]})")
+        if not v2:
+            raise WebhookForbidden(f"missing {V3_SIGNATURE_HEADERS[0]}")
+        if not settings.PLIVO_ALLOW_SIGNATURE_V2:
+            # V2 signs the URL and a nonce, not the body: one captured signature would admit any body.
+            raise WebhookForbidden(
+                f"{V2_SIGNATURE_HEADERS[0]} does not cover the body; {V3_SIGNATURE_HEADERS[0]} is required"
+            )
+        nonce = request.headers.get(V2_NONCE_HEADER, "")
+        if not any(signature_v2_valid(token, url, nonce, sig) for sig in v2):
+            raise WebhookForbidden(f"missing or wrong {V2_SIGNATURE_HEADERS[0]}")
+        # V2 carries no timestamp, so its signature never expires: each nonce passes once.
+        ttl = settings.PLIVO_V2_NONCE_TTL_SECONDS
+        if not nonce_claim(scheme="plivo-v2", nonce=nonce, ttl_seconds=ttl, request=request):
+            raise WebhookForbidden(f"{V2_NONCE_HEADER} was already used: a replayed request is refused")
+        # V2 covers the URL without its query: an unsigned `?ref=` may not choose the message.
+        webhook_vouched_record(request, VOUCHED_BODY_ONLY)
 
     def parse_inbound(self, request: HttpRequest) -> InboundSMS:
         """
@@ -160,16 +195,19 @@ class PlivoProvider(Provider):
     def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
         """
         Message status callback to the `url` given at send, one message per request. Its
-        times carry no zone, so the report's time is when we received it.
+        times carry no zone, so the report's time is when we received it. Each part of a
+        long message reports under its own MessageUUID, with ParentMessageUUID naming the
+        UUID the send answered with: the report is about that message, so it carries that id.
         Docs: https://www.plivo.com/docs/messaging/api/message/message-status-callbacks
         """
         data = request_data(request)
         provider_status = first_of(data, "Status")
+        message_uuid = first_of(data, "MessageUUID")
         update = StatusUpdate(
             status=self.map_status(provider_status),
             provider_status=provider_status,
-            provider_message_id=first_of(data, "MessageUUID"),
-            reference=request.GET.get("ref", ""),
+            provider_message_id=first_of(data, "ParentMessageUUID", required=False) or message_uuid,
+            reference=status_reference(request, ""),
             error_code=first_of(data, "ErrorCode", required=False),
             raw=data,
         )
@@ -194,7 +232,7 @@ class PlivoProvider(Provider):
         recorder = ExchangeRecorder().attach(client.session)
         params: dict[str, Any] = {
             "src": sms.sender,
-            # Plivo wants digits with the country code, no "+" (PROTOCOLS 2.4).
+            # Plivo wants digits with the country code, no "+" (docs/PROVIDERS.md, Plivo: send).
             "dst": sms.to.lstrip("+"),
             "text": sms.body,
             "method": "POST",
@@ -246,12 +284,6 @@ class PlivoProvider(Provider):
     def ack(self) -> HttpResponse:
         # An empty Plivo XML document: reply later through the API, never in the webhook's answer.
         return HttpResponse("<Response></Response>", content_type="application/xml")
-
-    def claims(self, request: HttpRequest) -> bool:
-        headers = (*V3_SIGNATURE_HEADERS, *V2_SIGNATURE_HEADERS)
-        if any(name in request.headers for name in headers):
-            return True
-        return bool(request.POST.get("MessageUUID"))
 
 
 def _json(response: requests.Response | None) -> dict[str, Any]:

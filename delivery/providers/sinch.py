@@ -7,7 +7,9 @@ leading "+" (the caller normalises them). Our reference travels as the batch's
 
 Auth: with SINCH_WEBHOOK_SECRET set, the HMAC headers Sinch adds when signing is enabled
 on the account (x-sinch-webhook-signature, -nonce, -timestamp); otherwise `?token=` =
-SINCH_WEBHOOK_TOKEN, because SMS callbacks are not signed by default.
+SINCH_WEBHOOK_TOKEN, because SMS callbacks are not signed by default. The HMAC covers the
+body, not the URL: a signed report's `client_reference` wins over `?ref=`, a disagreeing
+`?ref=` is refused, and each nonce passes once.
 
 Docs: https://developers.sinch.com/docs/sms/api-reference/ (Batches, Inbounds, Delivery
 reports) and https://developers.sinch.com/docs/sms/api-reference/sms/tag/Webhooks/.
@@ -25,6 +27,8 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from delivery.providers.base import (
+    VOUCHED_BODY_ONLY,
+    VOUCHED_WHOLE_REQUEST,
     InboundSMS,
     MissingField,
     OutboundSMS,
@@ -36,9 +40,12 @@ from delivery.providers.base import (
     WebhookForbidden,
     first_of,
     request_data,
+    status_reference,
     verify_webhook_token,
+    webhook_vouched_record,
 )
 from delivery.providers.generic import post_json
+from delivery.providers.replay import nonce_claim
 
 SIGNATURE_HEADER = "x-sinch-webhook-signature"
 NONCE_HEADER = "x-sinch-webhook-signature-nonce"
@@ -49,7 +56,6 @@ MAX_SIGNATURE_AGE_SECONDS = 300
 MO_TYPES = frozenset({"mo_text"})
 BATCH_REPORT_TYPES = frozenset({"delivery_report_sms"})
 RECIPIENT_REPORT_TYPES = frozenset({"recipient_delivery_report_sms"})
-KNOWN_TYPES = MO_TYPES | BATCH_REPORT_TYPES | RECIPIENT_REPORT_TYPES | {"mo_binary"}
 
 # Report codes that say why a message did not arrive (0 delivered, 400 queued and 401
 # dispatched are not errors); kept as text so support agents need not look them up.
@@ -71,6 +77,12 @@ ERROR_CODES = {
 class SinchProvider(Provider):
     slug = "sinch"
     WEBHOOK_SECRET_SETTINGS = ("SINCH_WEBHOOK_SECRET", "SINCH_WEBHOOK_TOKEN")
+    CREDENTIAL_HEADERS = (SIGNATURE_HEADER,)
+    SECRET_SETTINGS = ("SINCH_API_TOKEN", "SINCH_WEBHOOK_SECRET", "SINCH_WEBHOOK_TOKEN")
+    SEND_SETTINGS = ("SINCH_SERVICE_PLAN_ID", "SINCH_API_TOKEN")
+    SENSITIVE_HEADERS = (SIGNATURE_HEADER,)
+    # Sinch documents no delivery-report or API code for a recipient who opted out.
+    OPTED_OUT_ERROR_CODES = frozenset()
     # Sinch's statuses (Title-case on the wire, UPPERCASE in the Python SDK) onto ours.
     STATUS_MAP = {
         "queued": "queued",  # still inside Sinch, waiting for the account's rate
@@ -92,6 +104,7 @@ class SinchProvider(Provider):
         secret = settings.SINCH_WEBHOOK_SECRET
         if not secret:
             verify_webhook_token(request, self.slug)
+            webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)
             return
         signature = request.headers.get(SIGNATURE_HEADER, "")
         nonce = request.headers.get(NONCE_HEADER, "")
@@ -102,6 +115,12 @@ class SinchProvider(Provider):
             raise WebhookForbidden("x-sinch-webhook-signature-timestamp is not within 5 minutes of now")
         if not signature_valid(secret, request.body, nonce, timestamp, signature):
             raise WebhookForbidden("wrong x-sinch-webhook-signature")
+        # A timestamp passes for MAX_SIGNATURE_AGE_SECONDS either side of now: keep the nonce that long twice over.
+        ttl = 2 * MAX_SIGNATURE_AGE_SECONDS
+        if not nonce_claim(scheme="sinch", nonce=nonce, ttl_seconds=ttl, request=request):
+            raise WebhookForbidden("x-sinch-webhook-signature-nonce was already used: a replayed request is refused")
+        # The signature covers the body, not the callback URL's query.
+        webhook_vouched_record(request, VOUCHED_BODY_ONLY)
 
     def parse_inbound(self, request: HttpRequest) -> InboundSMS:
         """MO callback, `type: mo_text`. Docs: SMS API reference, Inbounds > MOText."""
@@ -129,7 +148,7 @@ class SinchProvider(Provider):
         """
         data = request_data(request)
         kind = first_of(data, "type")
-        reference = request.GET.get("ref") or first_of(data, "client_reference", required=False)
+        reference = status_reference(request, first_of(data, "client_reference", required=False))
         batch_id = first_of(data, "batch_id")
         if kind in RECIPIENT_REPORT_TYPES:
             return [self._update(data, batch_id=batch_id, reference=reference, raw=data)]
@@ -143,6 +162,8 @@ class SinchProvider(Provider):
             if not isinstance(entry, dict):
                 raise WebhookBadRequest("each of 'statuses' must be an object", field="statuses")
             recipients = entry.get("recipients") or [""]
+            if not isinstance(recipients, list):
+                raise WebhookBadRequest("'recipients' must be a list", field="recipients")
             for recipient in recipients:
                 raw = {**data, "statuses": [entry], "recipient": str(recipient)}
                 updates.append(self._update(entry, batch_id=batch_id, reference=reference, raw=raw, at_from=data))
@@ -175,13 +196,6 @@ class SinchProvider(Provider):
                 f"Sinch answered {response.status_code} without a batch id", code="no_id", exchanges=(exchange,)
             )
         return SendResult(provider_message_id=batch_id, raw=data, exchanges=(exchange,))
-
-    def claims(self, request: HttpRequest) -> bool:
-        try:
-            data = request_data(request)
-        except WebhookBadRequest:
-            return False
-        return data.get("type") in KNOWN_TYPES and ("batch_id" in data or "from" in data)
 
     def _update(
         self,
@@ -218,7 +232,10 @@ def signature(secret: str, raw_body: bytes, nonce: str, timestamp: str) -> str:
 def signature_valid(secret: str, raw_body: bytes, nonce: str, timestamp: str, given: str) -> bool:
     if not (secret and nonce and timestamp and given):
         return False
-    return hmac.compare_digest(signature(secret, raw_body, nonce, timestamp).encode(), given.strip().encode())
+    try:
+        return hmac.compare_digest(signature(secret, raw_body, nonce, timestamp).encode(), given.strip().encode())
+    except UnicodeError:  # a header with no UTF-8 form (a lone surrogate) is no signature
+        return False
 
 
 def signature_fresh(timestamp: str, *, now: float) -> bool:

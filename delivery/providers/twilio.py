@@ -1,5 +1,5 @@
 """
-Twilio Programmable Messaging (shared/PROTOCOLS.md section 1).
+Twilio Programmable Messaging (the facts relied on: docs/PROVIDERS.md, Twilio).
 
 Webhooks are form-encoded and signed with `X-Twilio-Signature` (HMAC-SHA1 with the
 account Auth Token, or HMAC-SHA256 with a SharedKey when
@@ -39,6 +39,8 @@ from delivery.providers.base import (
     TransientSendError,
     WebhookForbidden,
     first_of,
+    form_data,
+    is_json_media_type,
     public_url,
     request_data,
     retry_after_seconds,
@@ -50,7 +52,7 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 def signature_valid(secret: str, url: str, params: Any, signature: str, algorithm: str | None = HMAC_SHA1) -> bool:
     """
-    Twilio's webhook signature, checked by the SDK (PROTOCOLS 1.2).
+    Twilio's webhook signature, checked by the SDK (docs/PROVIDERS.md, Twilio: signatures).
 
     `params` is the form body as a QueryDict (repeated keys must survive), or the raw
     JSON body as a string, which the SDK checks against the URL's `bodySHA256`.
@@ -86,7 +88,15 @@ class _RebasedHttpClient(TwilioHttpClient):
 class TwilioProvider(Provider):
     slug = "twilio"
     WEBHOOK_SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN",)
-    # Twilio's MessageStatus values (the SDK's MessageInstance.Status, PROTOCOLS 1.3) in our words.
+    CREDENTIAL_HEADERS = (SIGNATURE_HEADER,)
+    SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN", "TWILIO_SHARED_KEY_SECRET")
+    SEND_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+    SENSITIVE_HEADERS = (SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER)
+    # 21610: the recipient sent STOP to this sender, so Twilio refuses every send to it
+    # (docs/PROVIDERS.md, Twilio: send).
+    OPTED_OUT_ERROR_CODES = frozenset({"21610"})
+    # Twilio's MessageStatus values (the SDK's MessageInstance.Status) in our words
+    # (docs/PROVIDERS.md, Twilio: status callbacks).
     STATUS_MAP = {
         # Not yet with a carrier. No callback is sent for the initial status, and a
         # `queued` report never moves a message that the send already marked `sent`.
@@ -130,9 +140,15 @@ class TwilioProvider(Provider):
 
     @staticmethod
     def _signed_params(request: HttpRequest) -> Any:
-        if "json" not in (request.content_type or "").lower():
+        """
+        What the signature covers, chosen by the declared Content-Type exactly as
+        `request_data` chooses what to parse: the form (urlencoded or multipart) or the raw
+        JSON body. Any other media type is refused here, before a signature could pass over
+        parameters that the parse would then not read.
+        """
+        if not is_json_media_type(request.content_type):
             # The QueryDict, not a dict: Twilio signs every value of a repeated key.
-            return request.POST
+            return form_data(request)
         # JSON bodies are signed through the URL's bodySHA256; the SDK takes that path
         # only for a string body and a URL carrying the hash, and anything else cannot pass.
         if "bodySHA256" not in request.GET:
@@ -233,12 +249,6 @@ class TwilioProvider(Provider):
     def ack(self) -> HttpResponse:
         # Empty TwiML: reply later through the API, never in the webhook's answer.
         return HttpResponse(TWIML_EMPTY, content_type="text/xml")
-
-    def claims(self, request: HttpRequest) -> bool:
-        if SIGNATURE_HEADER in request.headers:
-            return True
-        data = request.POST
-        return bool(data.get("MessageSid") and data.get("AccountSid"))
 
 
 def _json(response: TwilioResponse | None) -> dict[str, Any]:

@@ -11,18 +11,17 @@ from conftest import FakeResponse
 from conversations.tests.test_flows import PHONE, sms
 from delivery.models import Message
 from delivery.services import message_deliver, message_send, outbox_sweep
+from templates.models import Template
 from templates.tests.factories import HeaderFactory, TemplateFactory
 
 
 @pytest.fixture
-def demo(db, provider_server):
+def demo(db, provider_server, settings):
     call_command("seed_demo", verbosity=0)
+    settings.GATEWAY_OUTBOUND_URL = f"{provider_server.url}/send"
     Shortcode.objects.filter(number="57675").update(
         provider="generic",
-        provider_config={
-            "outbound_url": f"{provider_server.url}/send",
-            "dlt_fields": {"dlt_template_id": "tmid", "dlt_entity_id": "peid", "dlt_category": "cat"},
-        },
+        provider_config={"dlt_fields": {"dlt_template_id": "tmid", "dlt_entity_id": "peid", "dlt_category": "cat"}},
     )
     return provider_server
 
@@ -57,7 +56,7 @@ def test_a_reply_matching_no_template_is_refused_stored_and_never_sent(demo):
     sms("1")
     # then
     reply = Message.objects.get(direction="out")
-    assert (reply.status, reply.error_code) == ("failed", "dlt_no_template")
+    assert (reply.status, reply.error_code) == ("refused", "dlt_no_template")
     assert "No approved template of header SMSGTE matches" in reply.error_message
     assert message_deliver(message_id=reply.id) == "skipped"
     assert demo.requests == []
@@ -77,14 +76,14 @@ def test_near_misses_are_refused(demo, text):
         # a variable may start with a space: the operator would accept this one too
         assert message.status == "queued"
     else:
-        assert (message.status, message.error_code) == ("failed", "dlt_no_template")
+        assert (message.status, message.error_code) == ("refused", "dlt_no_template")
 
 
 def test_a_name_longer_than_a_variable_is_refused(demo):
     sms("1")
     sms("A" * 31)
     reply = Message.objects.filter(direction="out").order_by("id").last()
-    assert (reply.status, reply.error_code) == ("failed", "dlt_no_template")
+    assert (reply.status, reply.error_code) == ("refused", "dlt_no_template")
 
 
 def test_balance_replies_through_its_template(demo):
@@ -169,3 +168,47 @@ def test_gateway_refusing_the_dlt_template_is_a_permanent_failure(demo):
     assert message_deliver(message_id=reply.id) == "failed"
     reply.refresh_from_db()
     assert "630" in reply.error_message
+
+
+def test_a_template_revoked_after_queuing_is_refused_at_send_time(demo):
+    # given: a reply queued while its template was approved
+    sms("2")
+    reply = Message.objects.get(direction="out")
+    assert (reply.status, reply.dlt_template_id) == ("queued", "1107170000000000005")
+    template = Template.objects.get(dlt_template_id="1107170000000000005")
+    template.status = Template.Status.INACTIVE
+    template.save()
+
+    # when
+    outcome = message_deliver(message_id=reply.id)
+
+    # then
+    reply.refresh_from_db()
+    assert outcome == "refused"
+    assert (reply.status, reply.error_code) == ("refused", "dlt_no_template")
+    assert "inactive (DLT 631)" in reply.error_message
+    assert demo.requests == []
+
+
+def test_a_text_now_matching_another_template_is_sent_with_todays_ids(demo):
+    # given: the template is re-registered under a new ID after the reply was queued
+    sms("2")
+    reply = Message.objects.get(direction="out")
+    old = Template.objects.get(dlt_template_id="1107170000000000005")
+    TemplateFactory(
+        entity=old.entity,
+        dlt_template_id="1107170000000000055",
+        category=old.category,
+        content=old.content,
+        headers=list(old.headers.all()),
+    )
+    old.status = Template.Status.INACTIVE
+    old.save()
+
+    # when
+    assert message_deliver(message_id=reply.id) == "sent"
+
+    # then
+    reply.refresh_from_db()
+    assert reply.dlt_template_id == "1107170000000000055"
+    assert demo.requests[0].json()["tmid"] == "1107170000000000055"

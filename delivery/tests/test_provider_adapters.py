@@ -536,6 +536,8 @@ def test_shortcode_may_override_the_outbound_url_on_the_same_host(pointed_at, pr
         # Another host would receive the aggregator's credentials.
         {"url": "http://localhost:9/send/"},
         {"url": "https://127.0.0.1/send/"},
+        # The same host on another port is another origin (another service).
+        {"url": "http://127.0.0.1:9/send/"},
         # Staff-edited data may not read the server's environment.
         {"params": {"message": "{env:DJANGO_SECRET_KEY}"}},
     ],
@@ -551,6 +553,29 @@ def test_shortcode_overrides_may_not_leak_secrets(pointed_at, provider_server, o
     # then
     assert raised.value.code == "bad_config"
     assert provider_server.requests == []
+
+
+@pytest.mark.parametrize(
+    "options,error",
+    [
+        ({"outbound": {"url": "https://collector.example.net/send/"}}, "not an allowed origin"),
+        ({"outbound": {"params": {"apikey": "literal-api-key"}}}, "never secrets"),
+        ({"outbound": {"headers": {"Authorization": "Basic abc"}}}, "never secrets"),
+        ({"outbound": {"params": {"apikey": "{env:DJANGO_SECRET_KEY}"}}}, "never secrets"),
+    ],
+)
+def test_shortcode_options_that_would_leak_are_refused_when_saved(pointed_at, options, error):
+    # given
+    provider = pointed_at("textlocal")
+    # when
+    errors = provider.config_errors(options)
+    # then
+    assert any(error in text for text in errors)
+
+
+def test_shortcode_options_on_the_adapter_origin_are_accepted_when_saved(pointed_at, provider_server):
+    provider = pointed_at("textlocal")
+    assert provider.config_errors({"sender": "MYBRND", "outbound": {"url": f"{provider_server.url}/v2/send/"}}) == []
 
 
 @pytest.mark.django_db

@@ -1,6 +1,6 @@
 """
-Plivo provider: V3 and V2 signatures (PROTOCOLS 2.2), webhooks through the real URLs,
-and sends against a local HTTP server standing in for api.plivo.com.
+Plivo provider: V3 signatures, and V2 only when allowed (docs/PROVIDERS.md, Plivo: signatures),
+webhooks through the real URLs, and sends against a local HTTP server standing in for api.plivo.com.
 """
 
 import base64
@@ -8,16 +8,18 @@ import hashlib
 import hmac
 import json
 import socket
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
 from django.core.management import call_command
 from django.http import QueryDict
 from django.test import RequestFactory
+from freezegun import freeze_time
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 
 from conftest import FakeResponse, load_fixture
-from delivery.models import DeliveryReport, Message
+from delivery.models import DeliveryReport, Message, Suppression
 from delivery.providers import get_provider
 from delivery.providers.base import PermanentSendError, SendError, TransientSendError
 from delivery.providers.plivo import PlivoProvider, signature_v2_valid, signature_v3_valid
@@ -67,7 +69,7 @@ def post_signed(post_webhook, path: str, body: bytes, *, signed_url: str | None 
     return post_webhook(path, body, sign=False, headers=v3_headers(signature, kwargs.get("nonce", NONCE)))
 
 
-# Signatures as pure functions: the PROTOCOLS 2.2 vectors ----------------------------------
+# Signatures as pure functions: docs/PROVIDERS.md, Plivo: signatures ----------------------------------
 
 V3_URL = "https://example.com/sms/status/?ref=abc"
 V3_PARAMS = {
@@ -85,7 +87,7 @@ V3_SIGNATURE = "491ywcIEs46ekyZEmaPza2KzYKW3elgMb7UmA5rMFcY="
     ids=["one", "several-comma-separated"],
 )
 def test_v3_vector_validates(signature):
-    # given: the vector of PROTOCOLS 2.2
+    # given: the V3 vector of docs/PROVIDERS.md, Plivo: signatures
 
     # when
     valid = signature_v3_valid("my_auth_token", "POST", V3_URL, NONCE, signature, V3_PARAMS)
@@ -133,7 +135,7 @@ def test_v3_vector_fails_when_anything_changes(token, url, nonce, params, signat
     ids=["vector", "query-not-covered", "nonce", "scheme", "token"],
 )
 def test_v2_vector(token, url, nonce, expected):
-    # given: the V2 vector of PROTOCOLS 2.2
+    # given: plivo-python's V2 vector
 
     # when
     valid = signature_v2_valid(token, url, nonce, "ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc=")
@@ -185,11 +187,8 @@ def test_signed_inbound_is_stored_and_handled(post_webhook, django_capture_on_co
         lambda good: {**v3_headers(good), "X-Plivo-Signature-Ma-V3": "c29tZW9uZSBlbHNlJ3M="},
         # Several signatures in one header (key rotation): one match is enough.
         lambda good: v3_headers(f"c29tZW9uZSBlbHNlJ3M=,{good}"),
-        # Only the V2 headers of the Messaging documents.
-        lambda good: {"X-Plivo-Signature-V2": v2_signature(BASE + INBOUND), "X-Plivo-Signature-V2-Nonce": NONCE},
-        lambda good: {"X-Plivo-Signature-Ma-V2": v2_signature(BASE + INBOUND), "X-Plivo-Signature-V2-Nonce": NONCE},
     ],
-    ids=["ma-v3", "plain-v3-beside-ma", "several-v3", "v2", "ma-v2"],
+    ids=["ma-v3", "plain-v3-beside-ma", "several-v3"],
 )
 def test_inbound_signature_variants_are_accepted(post_webhook, headers_for):
     # given
@@ -206,7 +205,7 @@ def test_inbound_signature_variants_are_accepted(post_webhook, headers_for):
 
 @pytest.mark.django_db
 def test_repeated_form_fields_are_signed_as_plivo_signs_them(post_webhook):
-    # given: a body with a repeated field, signed over every value (PROTOCOLS 2.2)
+    # given: a body with a repeated field, signed over every value (docs/PROVIDERS.md, Plivo: signatures)
     payload = (
         load_fixture("conversations", "plivo", "inbound_sms.txt") + b"&Media1=https%3A%2F%2Fa&Media1=https%3A%2F%2Fb"
     )
@@ -297,6 +296,127 @@ def test_inbound_with_missing_or_wrong_headers_is_refused(post_webhook, headers)
     assert not Message.objects.exists()
 
 
+# V2 signatures: refused unless PLIVO_ALLOW_SIGNATURE_V2, and then each nonce once ------------------
+
+
+def v2_headers(url: str, nonce: str = NONCE, header: str = "X-Plivo-Signature-V2") -> dict[str, str]:
+    return {header: v2_signature(url, nonce), "X-Plivo-Signature-V2-Nonce": nonce}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header", ["X-Plivo-Signature-V2", "X-Plivo-Signature-Ma-V2"])
+@pytest.mark.parametrize("allow_v2,expected", [(False, 403), (True, 200)], ids=["default", "allowed"])
+def test_v2_signature_is_accepted_only_when_allowed(post_webhook, plivo_settings, header, allow_v2, expected):
+    # given: a request with only the V2 headers of the Messaging documents, correctly signed
+    plivo_settings.PLIVO_ALLOW_SIGNATURE_V2 = allow_v2
+    payload = load_fixture("conversations", "plivo", "inbound_sms.txt")
+
+    # when
+    response = post_webhook(INBOUND, payload, sign=False, headers=v2_headers(BASE + INBOUND, header=header))
+
+    # then
+    assert response.status_code == expected, response.content
+    assert Message.objects.filter(direction="in", provider="plivo").exists() is (expected == 200)
+    if expected == 403:
+        assert "X-Plivo-Signature-V3 is required" in response.json()["error"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("allow_v2", [False, True], ids=["default", "allowed"])
+def test_captured_v2_signature_cannot_carry_a_forged_stop(
+    post_webhook, plivo_api, plivo_settings, django_capture_on_commit_callbacks, allow_v2
+):
+    # given: the demo shortcode on Plivo, and the V2 headers of a genuine inbound SMS ("2"),
+    # which sign only the URL and the nonce; where V2 is allowed the genuine one arrives first
+    plivo_settings.PLIVO_ALLOW_SIGNATURE_V2 = allow_v2
+    plivo_settings.SMS_DEFAULT_PROVIDER = "plivo"
+    call_command("seed_demo", verbosity=0)
+    captured = v2_headers(BASE + INBOUND)
+    if allow_v2:
+        with django_capture_on_commit_callbacks(execute=True):
+            genuine = post_webhook(
+                INBOUND, load_fixture("conversations", "plivo", "inbound_sms.txt"), sign=False, headers=captured
+            )
+        assert genuine.status_code == 200, genuine.content
+    forged = "From=919812345678&MessageUUID=f0f0f0f0-2c7e-11f1-9d3a-0242ac110004&Text=STOP&To=57675&Type=sms"
+
+    # when: the captured headers carry a STOP from another subscriber
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_webhook(INBOUND, forged, sign=False, headers=captured)
+
+    # then: refused; the number is not opted out and gets no confirmation
+    assert response.status_code == 403
+    assert not Suppression.objects.exists()
+    assert not Message.objects.filter(phone="+919812345678").exists()
+    # and: Plivo was asked for the genuine SMS's reply only
+    assert [request.json()["dst"] for request in plivo_api.requests] == (["919876543210"] if allow_v2 else [])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("allow_v2", [False, True], ids=["default", "allowed"])
+def test_captured_v2_signature_cannot_fail_another_message(post_webhook, plivo_settings, allow_v2):
+    # given: a message Plivo accepted, and the V2 headers of a genuine report on another one
+    plivo_settings.PLIVO_ALLOW_SIGNATURE_V2 = allow_v2
+    victim = OutboundMessageFactory(provider="plivo", provider_message_id=OUTBOUND_UUID, status="sent")
+    captured = v2_headers(BASE + STATUS)
+    if allow_v2:
+        genuine = load_fixture("delivery", "plivo", "status_delivered.txt").replace(
+            OUTBOUND_UUID.encode(), b"0a0a0a0a-7f1d-11e1-8ea7-1231380bc196"
+        )
+        assert post_webhook(STATUS, genuine, sign=False, headers=captured).status_code == 200
+
+    # when: the captured headers carry a `failed` report on the victim
+    response = post_webhook(
+        STATUS, load_fixture("delivery", "plivo", "status_failed.txt"), sign=False, headers=captured
+    )
+
+    # then
+    assert response.status_code == 403
+    victim.refresh_from_db()
+    assert victim.status == "sent"
+    assert not DeliveryReport.objects.filter(message=victim).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("later", [timedelta(0), timedelta(hours=23, minutes=59)], ids=["at-once", "next-day"])
+def test_allowed_v2_nonce_is_refused_the_second_time_until_its_ttl(post_webhook, plivo_settings, later):
+    # given: V2 allowed and a nonce already used
+    plivo_settings.PLIVO_ALLOW_SIGNATURE_V2 = True
+    plivo_settings.PLIVO_V2_NONCE_TTL_SECONDS = 24 * 3600
+    payload = load_fixture("conversations", "plivo", "inbound_sms.txt")
+    assert post_webhook(INBOUND, payload, sign=False, headers=v2_headers(BASE + INBOUND)).status_code == 200
+
+    # when: the identical request again, `later`
+    with freeze_time(datetime.now(UTC) + later):
+        replay = post_webhook(INBOUND, payload, sign=False, headers=v2_headers(BASE + INBOUND))
+
+    # then
+    assert replay.status_code == 403
+    assert "already used" in replay.json()["error"]
+    assert Message.objects.filter(direction="in").count() == 1
+
+
+@pytest.mark.django_db
+def test_allowed_v2_report_cannot_choose_its_message_by_the_unsigned_query(post_webhook, plivo_settings):
+    # given: V2 allowed (it signs the URL without its query); the report is on one message,
+    # and `?ref=` names another Plivo message
+    plivo_settings.PLIVO_ALLOW_SIGNATURE_V2 = True
+    reported = OutboundMessageFactory(provider="plivo", provider_message_id=OUTBOUND_UUID, status="sent")
+    other = OutboundMessageFactory(provider="plivo", status="sent")
+    path = f"{STATUS}?ref={other.uuid}"
+
+    # when
+    response = post_webhook(
+        path, load_fixture("delivery", "plivo", "status_failed.txt"), sign=False, headers=v2_headers(BASE + path)
+    )
+
+    # then: the report moves the message it names by MessageUUID, never the one in the query
+    assert response.status_code == 200, response.content
+    reported.refresh_from_db()
+    other.refresh_from_db()
+    assert (reported.status, other.status) == ("failed", "sent")
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("debug,expected", [(False, 403), (True, 200)])
 def test_unset_auth_token_fails_closed_unless_debug(post_webhook, plivo_settings, debug, expected):
@@ -384,6 +504,50 @@ def test_status_callback_finds_the_message_by_ref_and_signs_the_query(post_webho
     assert DeliveryReport.objects.get().reference == message.uuid
 
 
+PART_UUID = "e5a7c1d0-7f1d-11e1-8ea7-1231380bc196"
+
+
+def part_report(fixture: str = "status_delivered.txt") -> bytes:
+    """A report on the second part of a long message: the part's own MessageUUID, the send's as its parent."""
+    body = load_fixture("delivery", "plivo", fixture).decode()
+    body = body.replace(f"&MessageUUID={OUTBOUND_UUID}", f"&MessageUUID={PART_UUID}").replace("1+of+1", "2+of+2")
+    assert f"ParentMessageUUID={OUTBOUND_UUID}" in body
+    return body.encode()
+
+
+@pytest.mark.django_db
+def test_a_part_report_without_ref_is_matched_by_its_parent_message_uuid(post_webhook):
+    # given: a reply Plivo accepted under the UUID its send answered with
+    message = OutboundMessageFactory(provider="plivo", provider_message_id=OUTBOUND_UUID, status="sent")
+
+    # when: a part of it is reported, with no ref of ours
+    response = post_signed(post_webhook, STATUS, part_report())
+
+    # then
+    assert response.status_code == 200, response.content
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    report = DeliveryReport.objects.get()
+    assert (report.message_id, report.provider_message_id, report.applied) == (message.id, OUTBOUND_UUID, True)
+    assert report.raw_payload["MessageUUID"] == PART_UUID
+
+
+@pytest.mark.django_db
+def test_a_part_report_before_the_send_recorded_the_uuid_is_applied_by_the_send(post_webhook, plivo_api):
+    # given: a part's report arrives while the reply is still queued
+    message = OutboundMessageFactory(provider="plivo", status="queued")
+    response = post_signed(post_webhook, STATUS, part_report())
+    assert response.status_code == 200, response.content
+
+    # when: the send records the UUID Plivo answered with
+    message_deliver(message_id=message.id, final_attempt=True)
+
+    # then
+    message.refresh_from_db()
+    assert (message.provider_message_id, message.status) == (OUTBOUND_UUID, "delivered")
+    assert DeliveryReport.objects.get().message_id == message.id
+
+
 def test_status_map_words_are_ours():
     # then
     assert set(PlivoProvider.STATUS_MAP.values()) <= set(Message.Status.values)
@@ -398,7 +562,8 @@ def test_status_map_words_are_ours():
     [
         ({"HTTP_X_PLIVO_SIGNATURE_V3": "anything"}, "from=919876543210&to=57675&body=2", True),
         ({"HTTP_X_PLIVO_SIGNATURE_V2": "anything"}, "from=919876543210&to=57675&body=2", True),
-        ({}, "From=919876543210&To=57675&Text=2&MessageUUID=a8d6f2b0", True),
+        # Plivo's payload shape without its signature is not Plivo's to authenticate.
+        ({}, "From=919876543210&To=57675&Text=2&MessageUUID=a8d6f2b0", False),
         ({}, "from=%2B919876543210&to=57675&body=2&id=gen-1", False),
     ],
     ids=["v3-header", "v2-header", "message-uuid", "generic"],

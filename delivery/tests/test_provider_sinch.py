@@ -1,16 +1,15 @@
 """Sinch: webhooks through the real URLs, HMAC and token auth, and sends against a local HTTP server."""
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
+from freezegun import freeze_time
 
-from conftest import FakeResponse, load_fixture
+from conftest import FakeResponse, load_fixture, sinch_signed_headers
 from delivery.models import DeliveryReport, Message
 from delivery.providers import get_provider
 from delivery.providers.base import PermanentSendError, SendError, TransientSendError
@@ -23,16 +22,9 @@ REFERENCE = uuid.UUID("0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e")  # client_referenc
 BATCH_ID = "01J0S1NCHBATCH00000000000A"
 
 
-def sinch_headers(body: bytes, *, secret: str = SECRET, nonce: str = "01J0N0NCE0000000000000000", timestamp=None):
-    """Sign as Sinch does, written out here rather than borrowed from the module under test."""
-    timestamp = str(int(time.time())) if timestamp is None else str(timestamp)
-    signed = body + f".{nonce}.{timestamp}".encode()
-    digest = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
-    return {
-        "x-sinch-webhook-signature": digest,
-        "x-sinch-webhook-signature-nonce": nonce,
-        "x-sinch-webhook-signature-timestamp": timestamp,
-    }
+def sinch_headers(body: bytes, *, secret: str = SECRET, nonce: str | None = None, timestamp=None):
+    """Signed as Sinch signs, written out in conftest rather than borrowed from the module under test."""
+    return sinch_signed_headers(body, secret=secret, nonce=nonce, timestamp=timestamp)
 
 
 @pytest.fixture
@@ -204,20 +196,60 @@ def test_full_batch_report_gives_one_report_per_recipient(sinch, post_signed):
 
 
 @pytest.mark.django_db
-def test_ref_in_the_callback_url_finds_the_message_without_a_client_reference(sinch, post_signed):
-    # given: the message is not yet known by its batch id (the report beat the send's bookkeeping)
+def test_ref_in_a_token_authenticated_callback_url_finds_the_message_without_a_client_reference(sinch, post_webhook):
+    # given: token auth, which vouches for the whole URL; the message is not yet known by
+    # its batch id (the report beat the send's bookkeeping)
+    sinch.SINCH_WEBHOOK_SECRET = ""
+    sinch.SINCH_WEBHOOK_TOKEN = "sinch-token"
     message = OutboundMessageFactory(provider="sinch", status="sending")
     report = json.loads(load_fixture("delivery", "sinch", "status_recipient_delivered.json"))
     del report["client_reference"]
 
     # when
-    response = post_signed(f"/webhooks/sinch/status/?ref={message.uuid}", json.dumps(report).encode())
+    path = f"/webhooks/sinch/status/?token=sinch-token&ref={message.uuid}"
+    response = post_webhook(path, json.dumps(report).encode(), sign=False)
 
     # then
     assert response.status_code == 200
     message.refresh_from_db()
     assert message.status == "delivered"
     assert message.delivered_at.isoformat() == "2024-06-06T08:17:00+00:00"  # the operator's time
+
+
+@pytest.mark.django_db
+def test_unsigned_ref_beside_an_hmac_signed_report_without_a_client_reference_is_not_trusted(sinch, post_signed):
+    # given: the HMAC covers the body only; the body names no message of ours
+    message = OutboundMessageFactory(provider="sinch", status="sent")
+    report = json.loads(load_fixture("delivery", "sinch", "status_recipient_failed.json"))
+    del report["client_reference"]
+
+    # when: the query names our message
+    response = post_signed(f"/webhooks/sinch/status/?ref={message.uuid}", json.dumps(report).encode())
+
+    # then: kept, matched on the batch id alone (which is not this message's), and moving nothing
+    assert response.status_code == 200
+    report_row = DeliveryReport.objects.get()
+    assert (report_row.message_id, report_row.reference) == (None, None)
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+
+@pytest.mark.django_db
+def test_captured_signed_report_replayed_with_another_ref_is_refused(sinch, post_signed):
+    # given: our message the report is about, and another one
+    OutboundMessageFactory(uuid=REFERENCE, provider="sinch", provider_message_id=BATCH_ID, status="sent")
+    other = OutboundMessageFactory(provider="sinch", status="sent")
+    body = load_fixture("delivery", "sinch", "status_recipient_aborted.json")
+
+    # when: the signed body (client_reference REFERENCE) is sent at the other message's ?ref=
+    response = post_signed(f"/webhooks/sinch/status/?ref={other.uuid}", body)
+
+    # then
+    assert response.status_code == 403
+    assert "signed reference" in response.json()["error"]
+    other.refresh_from_db()
+    assert other.status == "sent"
+    assert not DeliveryReport.objects.exists()
 
 
 @pytest.mark.django_db
@@ -288,6 +320,26 @@ def test_hmac_signature(sinch, post_webhook, case, expected):
     # then
     assert response.status_code == expected
     assert DeliveryReport.objects.exists() is (expected == 200)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/webhooks/sinch/status/", "/webhooks/sinch/inbound/"])
+def test_replayed_nonce_is_refused_within_the_freshness_window(sinch, post_webhook, path):
+    # given: a signed request, received once
+    fixture = "status_recipient_delivered.json" if "status" in path else "inbound_mo_text.json"
+    body = load_fixture("delivery" if "status" in path else "conversations", "sinch", fixture)
+    headers = sinch_headers(body)
+    first = post_webhook(path, body, sign=False, headers=headers)
+
+    # when: the same capture arrives again four minutes later, still inside the five-minute window
+    with freeze_time(datetime.now(UTC) + timedelta(minutes=4)):
+        replay = post_webhook(path, body, sign=False, headers=headers)
+
+    # then
+    assert first.status_code == 200, first.content
+    assert replay.status_code == 403
+    assert "already used" in replay.json()["error"]
+    assert DeliveryReport.objects.count() + Message.objects.count() == 1
 
 
 @pytest.mark.django_db

@@ -1,5 +1,5 @@
 """
-Twilio provider: signatures (PROTOCOLS 1.2), webhooks through the real URLs, and sends
+Twilio provider: signatures (docs/PROVIDERS.md, Twilio: signatures), webhooks through the real URLs, and sends
 against a local HTTP server standing in for api.twilio.com.
 """
 
@@ -56,7 +56,7 @@ def post_signed(post_webhook, path: str, body: bytes, *, signed_url: str | None 
     return post_webhook(path, body, sign=False, headers={"X-Twilio-Signature": signature, **(headers or {})})
 
 
-# Signatures as pure functions: the PROTOCOLS 1.2 vectors ----------------------------------
+# Signatures as pure functions: twilio-python's vectors ----------------------------------
 
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 VECTOR_PARAMS = {
@@ -93,7 +93,7 @@ VECTOR_BODY_HASH = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e
     ids=["form", "port-443", "port-added", "repeated-key", "json-body", "hmac-sha256"],
 )
 def test_protocol_vectors_validate(url, params, signature, algorithm):
-    # given: the vectors of PROTOCOLS 1.2, token 12345
+    # given: twilio-python's own vectors, token 12345
 
     # when
     valid = signature_valid("12345", url, params, signature, algorithm or "HMAC_SHA1")
@@ -189,7 +189,7 @@ def test_retried_inbound_is_stored_once(post_webhook, django_capture_on_commit_c
 
 @pytest.mark.django_db
 def test_repeated_form_keys_are_signed_as_twilio_signs_them(post_webhook):
-    # given: a body with a repeated key, signed over every value (MMS media, PROTOCOLS 1.2)
+    # given: a body with a repeated key, signed over every value (MMS media; docs/PROVIDERS.md, Twilio: signatures)
     payload = (
         load_fixture("conversations", "twilio", "inbound_sms.txt")
         + b"&MediaUrl0=https%3A%2F%2Fa&MediaUrl0=https%3A%2F%2Fb"
@@ -440,7 +440,8 @@ def test_status_map_covers_every_sdk_status_with_our_words():
     "headers,body,claimed",
     [
         ({"HTTP_X_TWILIO_SIGNATURE": "anything"}, "from=%2B919876543210&to=57675&body=2", True),
-        ({}, "MessageSid=SM1&AccountSid=AC1&From=%2B1&To=57675&Body=2", True),
+        # Twilio's payload shape without its signature is not Twilio's to authenticate.
+        ({}, "MessageSid=SM1&AccountSid=AC1&From=%2B1&To=57675&Body=2", False),
         ({}, "MessageSid=SM1&From=%2B1&To=57675&Body=2", False),
         ({}, "from=%2B919876543210&to=57675&body=2&id=gen-1", False),
     ],

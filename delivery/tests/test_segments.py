@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from delivery.segments import GSM7_BASIC, GSM7_EXTENSION, segment_info, truncate_to_segments
 
-# PROTOCOLS.md section 6 vectors.
+# The checks of docs/PROVIDERS.md, Encoding and segments.
 VECTORS = [
     ("A" * 160, "gsm7", 1),
     ("A" * 161, "gsm7", 2),

@@ -1,4 +1,5 @@
 import json
+import threading
 
 import pytest
 from django.contrib.auth.models import Group
@@ -6,6 +7,8 @@ from django.core.management import call_command
 from django.test import RequestFactory
 
 from commands.models import Alias, Command, Shortcode
+from delivery.models import Message
+from delivery.throttle import lock_acquire, lock_release
 from smsgate import demo
 from templates.services import template_resolve
 
@@ -39,6 +42,37 @@ def test_simulate_sms_prints_the_replies(capsys):
     assert "→ Hi Asha, your balance is Rs 0.00." in out
     assert "[sent via console, DLT template 1107170000000000005]" not in out  # 2 was sent registered
     assert "[sent via console, DLT template 1107170000000000004]" in out  # the balance template
+
+
+@pytest.mark.django_db
+def test_simulate_sms_waits_for_a_phone_held_elsewhere(capsys):
+    # given: a worker holds the phone (the same cache), and lets it go a moment later
+    call_command("seed_demo", verbosity=0)
+    lock = "phone:57675:+919876543210"
+    assert lock_acquire(lock, timeout=30)
+    threading.Timer(0.3, lock_release, args=[lock]).start()
+    # when
+    call_command("simulate_sms", "2", sender="+919876543210", recipient="57675")
+    # then: no PhoneBusy, and the reply is printed
+    out = capsys.readouterr().out
+    assert "→ You are not registered yet. Send 1 to register." in out
+    assert "[sent via console" in out
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_simulate_sms_beside_a_celery_worker_prints_the_replies(celery_worker, capsys):
+    # given: a worker that takes each message from the broker, racing the command for the phone
+    call_command("seed_demo", verbosity=0)
+    phones = [f"+91987654321{n}" for n in range(5)]
+    # when
+    for phone in phones:
+        call_command("simulate_sms", "2", sender=phone, recipient="57675")
+    # then: whichever handled it, every message has its one reply, printed
+    out = capsys.readouterr().out
+    assert out.count("→ You are not registered yet. Send 1 to register.") == len(phones)
+    assert "(no reply)" not in out
+    assert Message.objects.filter(direction="out").count() == len(phones)
 
 
 @pytest.mark.django_db

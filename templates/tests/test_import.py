@@ -29,7 +29,7 @@ EXPECTED = [
         9,
         "1107161000000000006",
         "rejected",
-        "Header 654321 is promotional; a transactional template needs a transactional header.",
+        "Header 654321 is promotional; a transactional template needs a service or transactional header.",
     ),
     (10, "1107161000000000007", "created", ""),
     (11, "1107161000000000008", "created", ""),
@@ -62,6 +62,51 @@ def test_import_creates_good_rows_and_rejects_duplicates_and_broken_ones():
     assert sorted(balance.headers.values_list("sender_id", flat=True)) == ["ACMEAL", "ACMESV"]
     assert Template.objects.get(dlt_template_id="1107161000000000007").status == "inactive"
     assert template_resolve(header="ACMEBK", text="प्रिय राम, आपका OTP 1234 है।").template_id == "1107161000000000008"
+
+
+@pytest.mark.django_db
+def test_a_portal_export_whose_others_header_carries_transactional_and_service_templates_loads_whole():
+    # given: a portal export: one "others" header, transactional rows after a service one,
+    # a business "Category" column beside the DLT "Template Type"
+    export = Path(__file__).parent / "fixtures" / "dlt_export_portal.csv"
+
+    # when
+    report = templates_import_csv(file=export, dry_run=False)
+
+    # then: every approved row is created
+    assert [(r.line, r.outcome, r.reason) for r in report.rows] == [(line, "created", "") for line in range(2, 7)]
+    assert dict(Template.objects.values_list("dlt_template_id", "category")) == {
+        "1707170000000000101": "transactional",
+        "1707170000000000102": "service_implicit",
+        "1707170000000000103": "transactional",
+        "1707170000000000104": "service_explicit",
+        "1707170000000000105": "service_implicit",
+    }
+    assert list(Header.objects.values_list("sender_id", flat=True)) == ["SMSGTE"]
+    assert template_resolve(header="SMSGTE", text="Hi Asha, your balance is Rs 12. - SMSGATE").matched
+    otp = template_resolve(header="SMSGTE", text="Your OTP for login is 1234. Do not share it with anyone. - SMSGATE")
+    assert otp.template_id == "1707170000000000101"
+
+
+@pytest.mark.django_db
+def test_a_service_template_on_an_existing_transactional_header_is_accepted():
+    # given: the header came first with a transactional template
+    text = (
+        "Template ID,Template Content,Header,Template Type,Entity ID\n"
+        "1107161000000000001,Your code is {#numeric#}.,ACMEBK,Transactional,1201159100000000001\n"
+        "1107161000000000002,Your balance is {#numeric#}.,ACMEBK,Service Implicit,1201159100000000001\n"
+        "1107161000000000003,Sale! {#numeric#}% off.,ACMEBK,Promotional,1201159100000000001\n"
+    )
+
+    # when
+    report = templates_import_csv(file=text.encode(), dry_run=False)
+
+    # then: a promotional template still needs a promotional header
+    assert [(r.outcome, r.reason) for r in report.rows] == [
+        ("created", ""),
+        ("created", ""),
+        ("rejected", "Header ACMEBK is transactional; a promotional template needs a promotional header."),
+    ]
 
 
 @pytest.mark.django_db

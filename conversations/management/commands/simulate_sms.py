@@ -1,6 +1,9 @@
+import time
+
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.services import inbound_handle, message_receive
+from conversations.services import SIMULATOR_PROVIDER, PhoneBusy, inbound_handle, message_receive
 from delivery.models import Message
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers.base import InboundSMS, WebhookBadRequest
@@ -9,7 +12,8 @@ from delivery.services import message_deliver
 
 class Command(BaseCommand):
     help = (
-        "Run inbound SMS through the whole pipeline in this process and print the replies. "
+        "Run inbound SMS through the whole pipeline and print the replies (handled in this process, "
+        "or by a Celery worker when one takes the message first). "
         "Give several texts to walk a multi-step flow (the local-memory cache lives as long as the process)."
     )
 
@@ -25,12 +29,12 @@ class Command(BaseCommand):
     def simulate(self, sender: str, recipient: str, text: str) -> None:
         sms = InboundSMS(sender=sender, recipient=recipient, body=text, provider_message_id=None, raw={"cli": True})
         try:
-            inbound, _ = message_receive(provider="simulator", sms=sms)
+            inbound, _ = message_receive(provider=SIMULATOR_PROVIDER, sms=sms)
         except (InvalidPhoneNumber, WebhookBadRequest) as exc:
             raise CommandError(str(exc)) from exc
         # Whatever the broker does, run the steps here too so the result can be printed;
         # the status guards make a step that already ran a no-op.
-        inbound_handle(message_id=inbound.id)
+        self.handle_here_or_wait(inbound)
         self.stdout.write(f"← {inbound.phone} to {inbound.shortcode}: {inbound.body!r}")
         replies = list(Message.objects.filter(in_reply_to=inbound).order_by("id"))
         if not replies:
@@ -45,3 +49,23 @@ class Command(BaseCommand):
             if reply.error_code:
                 details.append(f"{reply.error_code}: {reply.error_message}")
             self.stdout.write(f"  [{', '.join(details)}]")
+
+    def handle_here_or_wait(self, inbound: Message) -> None:
+        """
+        Handle the message here, or, while a Celery worker holds the phone (it took the
+        message from the broker first), wait until the worker has handled it: once it is
+        no longer `received`, inbound_handle returns at once. Gives up after the phone
+        lock's own lifetime, when the lock would have expired anyway.
+        """
+        deadline = time.monotonic() + settings.PHONE_LOCK_SECONDS
+        while True:
+            try:
+                inbound_handle(message_id=inbound.id)
+                return
+            except PhoneBusy:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"{inbound.phone} is still being handled elsewhere after {settings.PHONE_LOCK_SECONDS}s; "
+                        f"see message {inbound.id} in the admin"
+                    ) from None
+                time.sleep(0.1)

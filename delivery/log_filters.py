@@ -1,0 +1,44 @@
+"""
+Secrets and phone numbers out of every log line.
+
+`RedactingFilter` sits on the root handler (settings.LOGGING) and on runserver's access
+log. It renders each record's message with its arguments, then masks every declared
+secret (delivery.redaction), the values of token-like query parameters (`?token=`),
+and, unless the root logger is at DEBUG, phone numbers down to their last four digits.
+Exception text is rendered and masked the same way, since an error's message may quote
+a URL with its credentials.
+"""
+
+import logging
+
+from delivery.redaction import phones_mask, redact, redact_query
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, name: str = "", mask_phones: bool | None = None):
+        """`mask_phones`: None follows the root logger's level (masked unless DEBUG)."""
+        super().__init__(name)
+        self.mask_phones = mask_phones
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mask_phones = self.mask_phones
+        if mask_phones is None:
+            mask_phones = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: the handler reports it when it formats the record
+            return True
+        record.msg = self.clean(message, mask_phones)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text, mask_phones)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info, mask_phones)
+        return True
+
+    @staticmethod
+    def clean(text: str, mask_phones: bool) -> str:
+        text = redact_query(redact(text))
+        return phones_mask(text) if mask_phones else text

@@ -1,0 +1,60 @@
+"""Periodic jobs a serving process runs itself on the embedded default (no broker, so no celery beat)."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from freezegun import freeze_time
+
+from conversations.services import message_receive
+from delivery.models import Message
+from delivery.providers.base import InboundSMS
+from smsgate.celery import app
+from smsgate.embedded_beat import EmbeddedBeat, embedded_beat_start
+
+
+@pytest.fixture
+def broker_in_use():
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = saved
+
+
+@pytest.mark.django_db
+def test_the_sweeps_run_every_interval_and_answer_what_was_left(settings):
+    call_command("seed_demo", verbosity=0)
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 10
+    with freeze_time("2026-01-05 10:00:00") as clock:
+        # given: an inbound whose in-process handling did not finish, and a server starting
+        sms = InboundSMS(sender="+919876543210", recipient="57675", body="2", provider_message_id="left-1")
+        inbound, _ = message_receive(provider="generic", sms=sms)
+        beat = EmbeddedBeat(settings.CELERY_BEAT_SCHEDULE)
+        # when: less than one interval passes
+        clock.tick(timedelta(seconds=settings.SWEEP_INTERVAL_SECONDS - 1))
+        beat.tick()
+        # then: nothing ran yet
+        inbound.refresh_from_db()
+        assert inbound.status == "received"
+        # when: the interval is over
+        clock.tick(timedelta(seconds=2))
+        beat.tick()
+    # then: the inbound sweep answered it
+    inbound.refresh_from_db()
+    assert inbound.status == "handled"
+    assert Message.objects.filter(direction="out", in_reply_to=inbound).count() == 1
+
+
+def test_the_schedule_runs_in_process_only_without_a_broker(broker_in_use):
+    assert embedded_beat_start() is None
+
+
+def test_without_a_broker_a_daemon_thread_runs_the_schedule():
+    beat = embedded_beat_start()
+    try:
+        assert beat is not None
+        assert set(beat.jobs) == {"outbox-sweep", "inbound-sweep", "channel-log-purge"}
+        assert beat._thread.daemon and beat._thread.is_alive()
+    finally:
+        beat.stop()
+    assert not beat._thread.is_alive()
