@@ -23,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from unittest import mock
 from urllib.parse import quote
 
 import kombu.pools
+import kombu.utils.functional
 import pytest
 
 SERVICES_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
@@ -208,10 +210,26 @@ class ProviderServer:
         self.script: list[FakeResponse] = []  # empty: 200 {"id": "gw-<n>"} for the n-th request
         self.respond: Callable[[RecordedRequest], FakeResponse] | None = None
         self._lock = threading.Lock()
+        # Set on stop: wakes a handler still holding back a delayed answer, so stop never waits it out.
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()  # open client connections, closed on stop
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             disable_nagle_algorithm = True
+            timeout = 10  # a silent client cannot hold a handler thread, and so stop, for long
+
+            def setup(self):
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self):
+                try:
+                    super().finish()
+                finally:
+                    with server._lock:
+                        server._connections.discard(self.connection)
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -224,8 +242,8 @@ class ProviderServer:
                         reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
                     else:
                         reply = FakeResponse(200, {"id": f"gw-{len(server.requests)}"})
-                if reply.delay:
-                    time.sleep(reply.delay)
+                if reply.delay and server._stopping.wait(reply.delay):
+                    return  # stopped: the client gave up long ago
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 data = payload.encode()
                 try:
@@ -237,8 +255,8 @@ class ProviderServer:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
+                except OSError:
+                    pass  # the client gave up (a timeout test), or the server stopped
 
             do_GET = do_POST = do_PUT = _handle
 
@@ -246,24 +264,35 @@ class ProviderServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        # Handler threads are joined on close (see stop), so none outlives its test.
+        self.httpd.daemon_threads = False
+        self.httpd.block_on_close = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for the serve loop's next look at its flag.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     def start(self):
         self.thread.start()
         return self
 
     def stop(self):
+        """Stop at once: wake delayed answers, end the serve loop, hang up on kept-alive clients, join every thread."""
+        self._stopping.set()
         self.httpd.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         self.httpd.server_close()
+        self.thread.join()
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[RecordedRequest]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.requests) >= count:
                 return self.requests
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise AssertionError(f"expected {count} requests at the fake provider, got {len(self.requests)}")
 
 
@@ -303,7 +332,9 @@ def celery_worker(django_db_setup, tmp_path_factory):
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO"]
-            + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"]
+            # The handlers the test data registers (test_ask), so the worker runs what the test set up.
+            + ["--include", "conversations.tests.factories"],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -335,11 +366,23 @@ def broker_down():
         app._pool = None
         app.amqp._producer_pool = None
 
+    # The producer's reconnect loop (kombu's retry_over_time) waits between attempts until its
+    # time-out: on its own clock, time travels by each wait instead of sleeping through it.
+    waited = [0.0]
+
+    def travel(seconds: float) -> None:
+        waited[0] += seconds
+
+    real_clock = kombu.utils.functional.time
     saved = app.conf.broker_url, app.conf.broker_write_url
     app.conf.broker_url = app.conf.broker_write_url = "redis://127.0.0.1:9/0"
     reset_pools()
     try:
-        yield
+        with (
+            mock.patch.object(kombu.utils.functional, "sleep", travel),
+            mock.patch.object(kombu.utils.functional, "time", lambda: real_clock() + waited[0]),
+        ):
+            yield
     finally:
         app.conf.broker_url, app.conf.broker_write_url = saved
         reset_pools()
@@ -350,5 +393,5 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str =
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.1)
+        time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -21,6 +21,7 @@ django.setup()
 from django.db.models import Count, Max, Min  # noqa: E402
 
 from delivery.models import Message  # noqa: E402
+from delivery.statuses import Direction, Status  # noqa: E402
 
 
 def main():
@@ -30,11 +31,11 @@ def main():
     parser.add_argument("--wait", type=int, default=900, help="seconds to let the workers drain the queue")
     args = parser.parse_args()
 
-    inbound = Message.objects.filter(direction="in", provider_message_id__startswith=f"bench-{args.run}-")
+    inbound = Message.objects.filter(direction=Direction.INBOUND, provider_message_id__startswith=f"bench-{args.run}-")
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
-        pending = inbound.filter(status="received").count()
-        unsent = Message.objects.filter(in_reply_to__in=inbound, status__in=["queued", "sending"]).count()
+        pending = inbound.filter(status=Status.RECEIVED).count()
+        unsent = Message.objects.filter(in_reply_to__in=inbound, status__in=[Status.QUEUED, Status.SENDING]).count()
         if not pending and not unsent:
             break
         time.sleep(2)

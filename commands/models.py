@@ -159,16 +159,34 @@ class Command(models.Model):
         return f"{self.code} · {self.name}"
 
     def clean(self):
-        from commands.services import command_validate_keywords
-
         self.code = (self.code or "").strip().upper()
-        command_validate_keywords(command=self, keywords=[self.code])
+        self.keywords_validate([self.code])
         registered = HANDLERS.get(self.handler_key)
         if registered is not None and registered.validate_config is not None:
             try:
                 registered.validate_config(self.config)
             except ValidationError as exc:
                 raise ValidationError({"config": exc.messages}) from exc
+
+    def keywords_validate(self, keywords: list[str]) -> None:
+        """Raise ValidationError if any keyword is already another command's code or alias on the shortcode."""
+        if not self.shortcode_id:
+            return
+        words = {w.strip().upper() for w in keywords if w and w.strip()}
+        if not words:
+            return
+        others = Command.objects.filter(shortcode_id=self.shortcode_id).exclude(pk=self.pk)
+        taken_codes = set(others.filter(code__in=words).values_list("code", flat=True))
+        taken_aliases = set(
+            Alias.objects.filter(command__in=others, keyword__in=words).values_list("keyword", flat=True)
+        )
+        clashes = sorted(taken_codes | taken_aliases)
+        if clashes:
+            raise ValidationError(
+                "Already used on this shortcode: %(words)s. A code or alias must be unique within its shortcode.",
+                code="keyword_taken",
+                params={"words": ", ".join(clashes)},
+            )
 
 
 class Alias(models.Model):

@@ -10,21 +10,7 @@ from commands.parsing import ParsedText
 
 def command_validate_keywords(*, command: Command, keywords: list[str]) -> None:
     """Raise ValidationError if any keyword is already another command's code or alias on the shortcode."""
-    if not command.shortcode_id:
-        return
-    words = {w.strip().upper() for w in keywords if w and w.strip()}
-    if not words:
-        return
-    others = Command.objects.filter(shortcode_id=command.shortcode_id).exclude(pk=command.pk)
-    taken_codes = set(others.filter(code__in=words).values_list("code", flat=True))
-    taken_aliases = set(Alias.objects.filter(command__in=others, keyword__in=words).values_list("keyword", flat=True))
-    clashes = sorted(taken_codes | taken_aliases)
-    if clashes:
-        raise ValidationError(
-            "Already used on this shortcode: %(words)s. A code or alias must be unique within its shortcode.",
-            code="keyword_taken",
-            params={"words": ", ".join(clashes)},
-        )
+    command.keywords_validate(keywords)
 
 
 @transaction.atomic

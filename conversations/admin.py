@@ -5,7 +5,7 @@ from conversations.models import Contact, SupportTicket
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ("phone", "name", "balance", "first_seen", "registered_at")
+    list_display = ("phone", "name", "first_seen", "registered_at")
     list_filter = ("registered_at", "first_seen")
     search_fields = ("=phone", "name")
     date_hierarchy = "first_seen"

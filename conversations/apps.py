@@ -7,8 +7,8 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self):
-        # Importing registers the handlers: the demo services and `http`.
-        from conversations import handlers, http_handler  # noqa: F401
+        # Importing registers the `http` handler, and the Celery tasks services queue by name.
+        from conversations import http_handler, tasks  # noqa: F401
         from conversations.checks import check_shortcode_providers
 
         checks.register(check_shortcode_providers, checks.Tags.database)

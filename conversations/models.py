@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -14,7 +12,6 @@ class Contact(models.Model):
 
     phone = models.CharField(_("phone"), max_length=20, unique=True)
     name = models.CharField(_("name"), max_length=100, blank=True)
-    balance = models.DecimalField(_("balance"), max_digits=12, decimal_places=2, default=Decimal("0.00"))
     first_seen = models.DateTimeField(_("first seen"), auto_now_add=True)
     registered_at = models.DateTimeField(_("registered"), null=True, blank=True)
 

@@ -1,8 +1,14 @@
+"""Celery tasks of the inbound pipeline: each takes ids and calls one service."""
+
 import logging
 import time
 
 from celery import shared_task
 from django.db import OperationalError
+
+from conversations import sweeps
+from conversations.handling import PhoneBusy, inbound_handle
+from conversations.receiving import HANDLE_INBOUND_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -11,11 +17,9 @@ logger = logging.getLogger(__name__)
 IN_PROCESS_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+@shared_task(name=HANDLE_INBOUND_TASK, bind=True, acks_late=True, max_retries=None)
 def handle_inbound(self, message_id: int) -> bool:
     """Turn one stored inbound SMS into its reply; True when a reply was queued."""
-    from conversations.services import PhoneBusy, inbound_handle
-
     if self.request.is_eager:
         return _handle_in_process(message_id)
     try:
@@ -32,8 +36,6 @@ def _handle_in_process(message_id: int) -> bool:
     pauses are taken here. The message stays `received` until handled, so one that
     still cannot be is answered by the inbound sweep, never lost.
     """
-    from conversations.services import PhoneBusy, inbound_handle
-
     delays = iter(IN_PROCESS_RETRY_DELAYS)
     while True:
         try:
@@ -50,6 +52,4 @@ def _handle_in_process(message_id: int) -> bool:
 @shared_task
 def inbound_sweep() -> dict:
     """Queue again inbound messages left `received` (celery beat, or the serving process without a broker)."""
-    from conversations.services import inbound_sweep as sweep
-
-    return sweep()
+    return sweeps.inbound_sweep()

@@ -1,8 +1,6 @@
-from django.http import HttpRequest
-
-from conversations.services import message_receive
+from conversations.receiving import message_receive
 from delivery.models import ChannelLog
-from delivery.providers.base import Provider
+from delivery.providers.base import Provider, Verified, WebhookRequest
 from delivery.webhooks import WebhookView
 
 
@@ -11,7 +9,6 @@ class InboundWebhook(WebhookView):
 
     log_kind = ChannelLog.Kind.INBOUND
 
-    def receive(self, request: HttpRequest, provider: Provider):
-        message, _ = message_receive(provider=provider.slug, sms=provider.parse_inbound(request))
-        self.message_id = message.id
-        return provider.ack()
+    def receive(self, provider: Provider, webhook: WebhookRequest, verified: Verified) -> int:
+        message, _ = message_receive(provider=provider.slug, sms=provider.parse_inbound(webhook, verified))
+        return message.id

@@ -7,8 +7,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from delivery.models import ChannelLog, DeliveryReport, Message, Suppression
+from delivery.outbound import messages_refused_count, messages_requeue
 from delivery.phones import InvalidPhoneNumber, to_e164
-from delivery.services import messages_refused_count, messages_requeue, suppression_add
+from delivery.statuses import Direction
+from delivery.suppression import suppression_add
 
 
 class ReadOnlyAdminMixin:
@@ -109,7 +111,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("dir"), ordering="direction")
     def arrow(self, obj):
-        return "← in" if obj.direction == Message.Direction.INBOUND else "→ out"
+        return "← in" if obj.direction == Direction.INBOUND else "→ out"
 
     @admin.display(description=_("text"))
     def text(self, obj):

@@ -7,6 +7,7 @@ class DeliveryConfig(AppConfig):
     verbose_name = "Delivery"
 
     def ready(self):
+        from delivery import tasks  # noqa: F401  (registers the Celery tasks services queue by name)
         from delivery.checks import check_public_base_url
         from delivery.providers import all_providers
 

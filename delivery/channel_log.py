@@ -18,18 +18,15 @@ from django.utils import timezone
 from delivery.models import ChannelLog
 from delivery.providers import all_providers
 from delivery.providers.base import HttpExchange
-from delivery.redaction import MASK, redact, redact_query, secret_values
+from delivery.redaction import CREDENTIAL_HEADERS, MASK, redact, redact_query, secret_values
 
 logger = logging.getLogger(__name__)
-
-# Headers that carry credentials for any provider; each provider adds its signature
-# headers (Provider.SENSITIVE_HEADERS).
-COMMON_SENSITIVE_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie")
 
 
 def sensitive_headers() -> frozenset[str]:
     """Lower-case names of the headers masked whatever their value."""
-    names = [*COMMON_SENSITIVE_HEADERS, *(name for p in all_providers() for name in p.SENSITIVE_HEADERS)]
+    # Each provider adds its signature headers to the common ones.
+    names = [*CREDENTIAL_HEADERS, *(name for p in all_providers() for name in p.SENSITIVE_HEADERS)]
     return frozenset(name.lower() for name in names)
 
 

@@ -4,8 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-INBOUND_STATUSES = ["received", "handled", "rate_limited"]
-OUTBOUND_STATUSES = ["queued", "sending", "sent", "delivered", "undelivered", "rejected", "failed", "refused"]
+from delivery.statuses import INBOUND_STATUSES, OUTBOUND_STATUSES, PENDING_STATUSES, Direction, Status
 
 
 class Message(models.Model):
@@ -18,46 +17,24 @@ class Message(models.Model):
                   |         '--> failed
                   '--> refused (suppressed number, no DLT template: never sent)
     `delivered`, `undelivered`, `failed`, `rejected` and `refused` are final. Status only moves
-    forward (see delivery.services.message_status_advance), so a late `sent` never
-    overwrites `delivered` and a duplicate report changes nothing.
+    forward (see delivery.reports.message_status_advance), so a late `sent` never
+    overwrites `delivered` and a duplicate report changes nothing. The words themselves
+    live in delivery.statuses.
 
     An inbound row is written before any work is queued and is unique per
     (provider, provider_message_id), which makes aggregator retries harmless.
     """
-
-    class Direction(models.TextChoices):
-        INBOUND = "in", _("inbound")
-        OUTBOUND = "out", _("outbound")
-
-    class Status(models.TextChoices):
-        RECEIVED = "received", _("received")  # inbound stored, not handled yet
-        HANDLED = "handled", _("handled")  # inbound processed; any reply is queued
-        RATE_LIMITED = "rate_limited", _("rate-limited")  # inbound over the sender's limit: stored, not answered
-        QUEUED = "queued", _("queued")  # outbound stored, waiting for the deliver task
-        SENDING = (
-            "sending",
-            _("sending"),
-        )  # a deliver task has claimed it and is calling the provider
-        SENT = "sent", _("sent")  # the provider accepted it
-        DELIVERED = "delivered", _("delivered")  # the handset has it (final)
-        UNDELIVERED = "undelivered", _("undelivered")  # the carrier gave up (final)
-        REJECTED = (
-            "rejected",
-            _("rejected"),
-        )  # refused by the provider or carrier (final)
-        FAILED = "failed", _("failed")  # never handed over, or gave up retrying (final)
-        REFUSED = "refused", _("refused")  # we would not send it: opted out, no DLT template (final)
 
     class Encoding(models.TextChoices):
         GSM7 = "gsm7", "GSM-7"
         UCS2 = "ucs2", "UCS-2"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
+    direction = models.CharField(_("direction"), max_length=3, choices=[(d.value, d.label) for d in Direction])
     shortcode = models.CharField(_("shortcode"), max_length=15)
     phone = models.CharField(_("phone"), max_length=20, help_text=_("E.164"))
     body = models.TextField(_("text"), blank=True)
-    status = models.CharField(_("status"), max_length=12, choices=Status.choices)
+    status = models.CharField(_("status"), max_length=12, choices=[(s.value, s.label) for s in Status])
     provider = models.CharField(_("provider"), max_length=30)
     provider_message_id = models.CharField(_("provider message id"), max_length=100, null=True, blank=True)
     provider_options = models.JSONField(_("provider options"), default=dict, blank=True)
@@ -94,14 +71,14 @@ class Message(models.Model):
         verbose_name_plural = _("messages")
         permissions = [("requeue_message", _("Can re-queue a message"))]
         constraints = [
-            models.CheckConstraint(condition=Q(direction__in=["in", "out"]), name="message_direction_valid"),
+            models.CheckConstraint(condition=Q(direction__in=list(Direction)), name="message_direction_valid"),
             models.CheckConstraint(
-                condition=~Q(status="delivered") | Q(delivered_at__isnull=False),
+                condition=~Q(status=Status.DELIVERED) | Q(delivered_at__isnull=False),
                 name="message_delivered_has_delivered_at",
             ),
             models.CheckConstraint(
-                condition=Q(direction="in", status__in=INBOUND_STATUSES)
-                | Q(direction="out", status__in=OUTBOUND_STATUSES),
+                condition=Q(direction=Direction.INBOUND, status__in=INBOUND_STATUSES)
+                | Q(direction=Direction.OUTBOUND, status__in=OUTBOUND_STATUSES),
                 name="message_status_fits_direction",
             ),
             # Used to drop duplicate inbound webhooks and to find a message from its
@@ -118,13 +95,13 @@ class Message(models.Model):
             # The outbox sweep looks for rows stuck in a pending status.
             models.Index(
                 fields=("status", "created_at"),
-                condition=Q(status__in=["received", "queued", "sending"]),
+                condition=Q(status__in=PENDING_STATUSES),
                 name="message_pending",
             ),
         ]
 
     def __str__(self):
-        arrow = "←" if self.direction == self.Direction.INBOUND else "→"
+        arrow = "←" if self.direction == Direction.INBOUND else "→"
         return f"{arrow} {self.phone} {self.body[:40]}"
 
 

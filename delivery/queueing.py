@@ -1,7 +1,14 @@
-"""Queue tasks after the transaction commits, and never let a broker outage fail a request."""
+"""
+Queue tasks after the transaction commits, and never let a broker outage fail a request.
+
+Tasks are named, not imported: a service queues "delivery.tasks.deliver" while
+delivery.tasks imports the service, so the two never import each other. The Celery app is
+the current one (the project's, once it is loaded), so no app imports the project package.
+"""
 
 import logging
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import KombuError
@@ -9,30 +16,32 @@ from kombu.exceptions import KombuError
 logger = logging.getLogger(__name__)
 
 
-def publish(task, *args) -> bool:
-    """Send a task to the broker now. False (logged) when the broker cannot be reached:
-    the row stays pending and the outbox sweep queues it again."""
+def publish(task_name: str, *args) -> bool:
+    """
+    Send the task named `task_name` to the broker now (or run it here when tasks run
+    eagerly). False (logged) when the broker cannot be reached: the row stays pending and
+    a sweep queues it again.
+    """
     try:
-        task.delay(*args)
+        current_app.signature(task_name, args=args).apply_async()
     except (KombuError, OSError) as exc:
-        logger.error("could not queue %s%s, left for the sweep: %s", task.name, args, exc)
+        logger.error("could not queue %s%s, left for the sweep: %s", task_name, args, exc)
         return False
     except Exception:
         # Whatever the broker client raises, the row is stored and the sweep will find it.
-        logger.exception("could not queue %s%s, left for the sweep", task.name, args)
+        logger.exception("could not queue %s%s, left for the sweep", task_name, args)
         return False
     return True
 
 
-def enqueue_on_commit(task, *args) -> None:
-    """Queue `task(*args)` once the current transaction commits, so the worker finds the row."""
-    transaction.on_commit(lambda: publish(task, *args))
+def enqueue_on_commit(task_name: str, *args) -> None:
+    """Queue the task named `task_name` once the current transaction commits, so the worker finds the row."""
+    transaction.on_commit(lambda: publish(task_name, *args))
 
 
 def broker_backlog() -> int:
     """Messages waiting in the default task queue (0 when tasks run in-process or it cannot be read)."""
-    from smsgate.celery import app
-
+    app = current_app
     if app.conf.task_always_eager:
         return 0
     try:

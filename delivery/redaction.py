@@ -12,12 +12,16 @@ This module imports no other module of the project, so anything may use it.
 
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 
 MASK = "********"
+# Headers that carry a credential for any provider, whatever their value (Basic auth
+# equals no secret): masked by name.
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie")
 # Shorter values would mask ordinary text ("1", "abc"); nothing that short is a real secret.
 MIN_SECRET_LENGTH = 4
 
@@ -54,7 +58,12 @@ def secret_values() -> list[str]:
     """
     values = {str(getattr(settings, name, "") or "") for name in _secret_settings}
     values.update(os.environ.get(name, "") for name in _secret_env)
-    forms = {form for value in values for form in (value, quote(value, safe=""), quote_plus(value))}
+    return secret_forms(values)
+
+
+def secret_forms(values: Iterable[str]) -> list[str]:
+    """`values` as written and URL-encoded, longest first, the too-short ones left out: what `redact` takes."""
+    forms = {form for value in values if value for form in (value, quote(value, safe=""), quote_plus(value))}
     return sorted((v for v in forms if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 

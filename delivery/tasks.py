@@ -1,6 +1,13 @@
+"""Celery tasks of delivery: each takes ids, calls one service, and owns its retry policy."""
+
 import logging
 
 from celery import Task, shared_task
+
+from delivery import channel_log, sweeps
+from delivery.deliver import RetryLater, message_deliver
+from delivery.outbound import DELIVER_TASK
+from delivery.reports import message_fail
 
 logger = logging.getLogger(__name__)
 
@@ -12,8 +19,6 @@ class DeliverTask(Task):
 
 def _deliver_failure(message_id, exc) -> None:
     """The task died of something other than a send error: the message must not stay `sending`."""
-    from delivery.services import message_fail
-
     if message_id is not None:
         logger.error("deliver(%s) failed: %r", message_id, exc)
         message_fail(message_id=message_id, code="internal_error", reason=repr(exc)[:500])
@@ -21,11 +26,9 @@ def _deliver_failure(message_id, exc) -> None:
 
 # The attempt count lives on the Message (settings.DELIVER_MAX_ATTEMPTS), so Celery's own
 # retry limit is off: a throttled message waits as long as it must.
-@shared_task(bind=True, base=DeliverTask, max_retries=None, acks_late=True)
+@shared_task(name=DELIVER_TASK, bind=True, base=DeliverTask, max_retries=None, acks_late=True)
 def deliver(self, message_id: int) -> str:
     """Hand one outbound message to its provider; transient failures come back with backoff."""
-    from delivery.services import RetryLater, message_deliver
-
     try:
         return message_deliver(message_id=message_id)
     except RetryLater as exc:
@@ -35,13 +38,9 @@ def deliver(self, message_id: int) -> str:
 @shared_task
 def outbox_sweep() -> dict:
     """Queue again outbound messages the broker lost or that waited for their time (beat, or the web process)."""
-    from delivery.services import outbox_sweep as sweep
-
-    return sweep()
+    return sweeps.outbox_sweep()
 
 
 @shared_task
 def channel_log_purge() -> dict:
-    from delivery.channel_log import channel_log_purge as purge
-
-    return {"deleted": purge()}
+    return {"deleted": channel_log.channel_log_purge()}

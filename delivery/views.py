@@ -1,8 +1,6 @@
-from django.http import HttpRequest
-
 from delivery.models import ChannelLog
-from delivery.providers.base import Provider
-from delivery.services import delivery_report_record
+from delivery.providers.base import Provider, Verified, WebhookRequest
+from delivery.reports import delivery_report_record
 from delivery.webhooks import WebhookView
 
 
@@ -11,8 +9,9 @@ class StatusWebhook(WebhookView):
 
     log_kind = ChannelLog.Kind.STATUS
 
-    def receive(self, request: HttpRequest, provider: Provider):
-        for update in provider.parse_status(request):
+    def receive(self, provider: Provider, webhook: WebhookRequest, verified: Verified) -> int | None:
+        message_id = None
+        for update in provider.parse_status(webhook, verified):
             report = delivery_report_record(provider=provider.slug, update=update)
-            self.message_id = self.message_id or report.message_id
-        return provider.ack()
+            message_id = message_id or report.message_id
+        return message_id

@@ -2,26 +2,45 @@
 The base of every provider webhook view: status codes and error bodies in one place.
 
 200 accepted (a duplicate too), 400 unreadable body or missing field (JSON naming the
-field), 403 authentication failed, 404 unknown provider, 413 body too large, 503
-database unavailable so that the aggregator retries. Bad input never becomes a 500.
+field), 403 authentication failed or the provider's secret unset, 404 unknown provider,
+405 a method the provider does not use, 413 body too large, 503 database unavailable
+so that the aggregator retries. Bad input never becomes a 500.
+
+One webhook, in order: size, provider (from the URL, or by the credential presented on
+/sms-handler and /sms-dlr), method, source address, the provider's fail-closed refusal,
+`Provider.authenticate`, then the subclass's `receive` and the provider's `ack`. The
+view turns the Django request into a `WebhookRequest` once; providers never see Django.
 """
 
 import ipaddress
 import logging
 import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from functools import cache
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
-from rest_framework.views import APIView
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
 from delivery.channel_log import channel_log_refusal, channel_log_webhook
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers import UnknownProvider, detect_provider, get_provider
-from delivery.providers.base import Provider, ProviderError, WebhookBadRequest, WebhookForbidden
+from delivery.providers.base import (
+    Provider,
+    ProviderError,
+    Verified,
+    WebhookBadRequest,
+    WebhookForbidden,
+    WebhookRequest,
+    webhook_request_from,
+)
 from delivery.providers.replay import nonces_release
 
 logger = logging.getLogger(__name__)
@@ -36,6 +55,12 @@ def error_response(status: int, message: str, field: str | None = None) -> JsonR
 
 class BodyTooLarge(Exception):
     pass
+
+
+class MethodNotTaken(ProviderError):
+    """A method this provider never uses for its webhooks (most take POST only)."""
+
+    status_code = 405
 
 
 @cache
@@ -66,125 +91,149 @@ def client_address(request: HttpRequest) -> str:
     return forwarded[0] if forwarded else peer
 
 
-def check_source_address(request: HttpRequest) -> None:
+def check_source_address(address: str) -> None:
     """ALLOWLISTED_IPS (IPs and CIDRs), when set, applies to every webhook."""
-    if settings.ALLOWLISTED_IPS and not _in(client_address(request), settings.ALLOWLISTED_IPS):
-        raise WebhookForbidden(f"source address {client_address(request)} is not allowed")
+    if settings.ALLOWLISTED_IPS and not _in(address, settings.ALLOWLISTED_IPS):
+        raise WebhookForbidden(f"source address {address} is not allowed")
 
 
-class WebhookView(APIView):
+def check_size(request: HttpRequest) -> None:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > settings.WEBHOOK_MAX_BODY_BYTES or len(request.body) > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise BodyTooLarge
+
+
+def resolve_provider(webhook: WebhookRequest, slug: str | None) -> Provider:
+    """The URL's provider; on /sms-handler and /sms-dlr, the one whose credential the request presents."""
+    if slug is None:
+        return detect_provider(webhook)
+    provider = get_provider(slug)
+    if not provider.receives_webhooks:
+        raise UnknownProvider(slug)
+    return provider
+
+
+def webhook_error_response(exc: Exception) -> JsonResponse | None:
+    """The answer to a webhook that raised `exc`; None for an error that is ours (a 500)."""
+    if isinstance(exc, UnknownProvider):
+        return error_response(404, f"unknown provider '{exc}'")
+    if isinstance(exc, (BodyTooLarge, RequestDataTooBig)):
+        return error_response(413, f"body larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes")
+    if isinstance(exc, WebhookBadRequest):
+        return error_response(400, str(exc), exc.field)
+    if isinstance(exc, ProviderError):
+        logger.warning("webhook refused (%s): %s", exc.status_code, exc)
+        return error_response(exc.status_code, str(exc))
+    if isinstance(exc, InvalidPhoneNumber):
+        return error_response(400, str(exc), "from")
+    if isinstance(exc, (MultiPartParserError, BadRequest, SuspiciousOperation)):
+        # Django's own refusals of a request it cannot read (a broken multipart body, too
+        # many fields, a Host not allowed): the caller's fault, answered like any bad body.
+        return error_response(400, f"unreadable request: {exc}")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("database unavailable during webhook: %s", exc)
+        return error_response(503, "database unavailable, retry later")
+    if isinstance(exc, DatabaseError):
+        logger.exception("database refused a webhook's data")
+        return error_response(400, "the data could not be stored")
+    return None
+
+
+@dataclass
+class _Progress:
+    """How far one webhook got, for its channel log row."""
+
+    provider: str
+    source: str = ""
+    authenticated: bool = False
+    message_id: int | None = None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class WebhookView(View, ABC):
     """
-    POST-only, no DRF authentication or parsing: providers read the raw request
-    themselves (signatures cover the raw bytes). Subclasses define `receive`.
+    A provider's webhook (POST; GET too for providers that report with GET). Subclasses set
+    `log_kind` and define `receive(provider, webhook, verified) -> Message id or None`,
+    which stores what the webhook carries; it runs in the transaction that also writes
+    the channel log row, so an accepted webhook and its log commit together.
+
+    The channel log: an authenticated webhook is stored whole (masked); anything refused
+    before that is a stranger's text, stored as metadata only and rate-limited.
     """
 
-    authentication_classes = ()
-    permission_classes = ()
     http_method_names = ["get", "post", "options"]
-    log_kind: str  # ChannelLog.Kind of the requests this view receives
+    log_kind: ClassVar[str]  # ChannelLog.Kind of the requests this view receives
 
-    def initial(self, request, *args, **kwargs):
-        self.started = time.monotonic()
-        self.provider_slug = kwargs.get("provider") or "unknown"
-        self.message_id = None  # set by `receive` to link the channel log row
-        super().initial(request, *args, **kwargs)
-
-    def post(self, request, provider: str | None = None):
-        http_request: HttpRequest = request._request
-        self.check_size(http_request)
-        webhook_provider = self.resolve_provider(http_request, provider)
-        self.provider_slug = webhook_provider.slug
-        if http_request.method not in webhook_provider.webhook_methods:
-            return error_response(
-                405, f"{webhook_provider.slug} webhooks take {', '.join(sorted(webhook_provider.webhook_methods))}"
-            )
-        check_source_address(http_request)
-        webhook_provider.authenticate(http_request)
-        self.authenticated = True
-        # The stored rows and their channel log row commit together: one commit per webhook.
+    def post(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:
+        started = time.monotonic()
+        progress = _Progress(provider=provider or "unknown")
         try:
-            with transaction.atomic():
-                response = self.receive(http_request, webhook_provider)
-                self.log(http_request, response)
-        except Exception:
-            # Nothing was stored: the provider's retry of this very request must pass again.
-            nonces_release(http_request)
-            raise
+            response = self.accept(request, provider, progress, started)
+        except Exception as exc:
+            response = webhook_error_response(exc)
+            if response is None:
+                raise
+            self.log(request, response, progress, started)
         return response
 
     get = post
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if request.method in ("GET", "POST") and not getattr(self, "logged", False):
-            self.log(request._request, response)  # refused or failed webhooks
+    def accept(self, request: HttpRequest, slug: str | None, progress: _Progress, started: float) -> HttpResponse:
+        progress.source = client_address(request)
+        check_size(request)
+        webhook = webhook_request_from(request, remote_addr=progress.source)
+        provider = resolve_provider(webhook, slug)
+        progress.provider = provider.slug
+        if webhook.method not in provider.webhook_methods:
+            raise MethodNotTaken(f"{provider.slug} webhooks take {', '.join(sorted(provider.webhook_methods))}")
+        check_source_address(progress.source)
+        refusal = provider.webhook_refusal()
+        if refusal:
+            raise WebhookForbidden(f"{provider.slug}: {refusal}")
+        verified = provider.authenticate(webhook)
+        progress.authenticated = True
+        try:
+            # The stored rows and their channel log row commit together: one commit per webhook.
+            with transaction.atomic():
+                progress.message_id = self.receive(provider, webhook, verified)
+                ack = provider.ack()
+                response = HttpResponse(ack.body, content_type=ack.content_type)
+                self.log(request, response, progress, started)
+        except Exception:
+            # Nothing was stored: the provider's retry of this very request must pass again.
+            nonces_release(verified.nonces)
+            raise
         return response
 
-    def log(self, request: HttpRequest, response) -> None:
-        """
-        An authenticated webhook is stored whole (masked); anything refused before that
-        is a stranger's text, stored as metadata only and rate-limited.
-        """
-        self.logged = True
-        if not getattr(self, "authenticated", False):
+    @abstractmethod
+    def receive(self, provider: Provider, webhook: WebhookRequest, verified: Verified) -> int | None:
+        """Store what the webhook carries; the id of the Message it concerns, for the channel log."""
+
+    def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = error_response(405, f"method {request.method} not allowed")
+        response["Allow"] = ", ".join(self._allowed_methods())
+        return response
+
+    def log(self, request: HttpRequest, response: HttpResponse, progress: _Progress, started: float) -> None:
+        if not progress.authenticated:
             channel_log_refusal(
                 kind=self.log_kind,
-                provider=self.provider_slug,
+                provider=progress.provider,
                 request=request,
                 status_code=response.status_code,
-                source=client_address(request),
+                source=progress.source or client_address(request),
                 reason=response.content.decode("utf-8", "replace")[:500],
             )
             return
         channel_log_webhook(
             kind=self.log_kind,
-            provider=self.provider_slug,
+            provider=progress.provider,
             request=request,
             response=response,
-            elapsed_ms=int((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000),
-            message_id=getattr(self, "message_id", None),
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+            message_id=progress.message_id,
             error="" if response.status_code < 400 else response.content.decode("utf-8", "replace")[:500],
         )
-
-    @staticmethod
-    def check_size(request: HttpRequest) -> None:
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        if declared > settings.WEBHOOK_MAX_BODY_BYTES or len(request.body) > settings.WEBHOOK_MAX_BODY_BYTES:
-            raise BodyTooLarge
-
-    @staticmethod
-    def resolve_provider(request: HttpRequest, slug: str | None) -> Provider:
-        """The URL's provider; on /sms-handler and /sms-dlr, the one whose credential the request presents."""
-        if slug is None:
-            return detect_provider(request)
-        provider = get_provider(slug)
-        if not provider.receives_webhooks:
-            raise UnknownProvider(slug)
-        return provider
-
-    def handle_exception(self, exc):
-        if isinstance(exc, UnknownProvider):
-            return error_response(404, f"unknown provider '{exc}'")
-        if isinstance(exc, (BodyTooLarge, RequestDataTooBig)):
-            return error_response(413, f"body larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes")
-        if isinstance(exc, WebhookBadRequest):
-            return error_response(400, str(exc), exc.field)
-        if isinstance(exc, ProviderError):
-            logger.warning("webhook refused (%s): %s", exc.status_code, exc)
-            return error_response(exc.status_code, str(exc))
-        if isinstance(exc, InvalidPhoneNumber):
-            return error_response(400, str(exc), "from")
-        if isinstance(exc, (MultiPartParserError, BadRequest, SuspiciousOperation)):
-            # Django's own refusals of a request it cannot read (a broken multipart body, too
-            # many fields, a Host not allowed): the caller's fault, answered like any bad body.
-            return error_response(400, f"unreadable request: {exc}")
-        if isinstance(exc, (OperationalError, InterfaceError)):
-            logger.error("database unavailable during webhook: %s", exc)
-            return error_response(503, "database unavailable, retry later")
-        if isinstance(exc, DatabaseError):
-            logger.exception("database refused a webhook's data")
-            return error_response(400, "the data could not be stored")
-        return super().handle_exception(exc)

@@ -50,9 +50,6 @@ class EmbeddedBeat:
         return next_check
 
     def run(self, name: str, task_name: str) -> None:
-        # A thread of its own is outside any request: close connections past their age
-        # (or broken) the way Django does around requests.
-        close_old_connections()
         try:
             result = app.tasks[task_name].apply()
             if result.failed():
@@ -61,8 +58,6 @@ class EmbeddedBeat:
                 logger.debug("periodic job %s: %s", name, result.result)
         except Exception:  # the thread must outlive a failing job
             logger.exception("periodic job %s failed", name)
-        finally:
-            close_old_connections()
 
     def start(self) -> "EmbeddedBeat":
         self._thread = threading.Thread(target=self._loop, name="embedded-beat", daemon=True)
@@ -77,7 +72,13 @@ class EmbeddedBeat:
     def _loop(self) -> None:
         wait = 0.0
         while not self._stop.wait(wait):
-            wait = max(self.tick(), 0.5)
+            # The thread is outside any request: close connections past their age (or
+            # broken) the way Django does around requests.
+            close_old_connections()
+            try:
+                wait = max(self.tick(), 0.5)
+            finally:
+                close_old_connections()
 
 
 def embedded_beat_start() -> EmbeddedBeat | None:

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
+from delivery.providers import all_providers
 from smsgate.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ CHECKS = {"database": check_database, "cache": check_cache, "broker": check_brok
 
 def webhook_readiness() -> dict[str, str]:
     """Each provider's webhooks: "ok", or why they are refused (fail closed). Informational, not a failure."""
-    from delivery.providers import all_providers
-
     return {
         provider.slug: provider.webhook_refusal() or "ok" for provider in all_providers() if provider.receives_webhooks
     }

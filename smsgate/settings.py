@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "templates",
     "delivery",
     "conversations",
+    # Demo data and services (`seed_demo`); nothing else imports it.
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +234,10 @@ SINCH_WEBHOOK_TOKEN = env.str("SINCH_WEBHOOK_TOKEN", default="")
 MSG91_WEBHOOK_TOKEN = env.str("MSG91_WEBHOOK_TOKEN", default="")
 GUPSHUP_WEBHOOK_TOKEN = env.str("GUPSHUP_WEBHOOK_TOKEN", default="")
 TEXTLOCAL_WEBHOOK_TOKEN = env.str("TEXTLOCAL_WEBHOOK_TOKEN", default="")
+# Karix, Route Mobile and Kaleyra (adapters): their API credentials are {env:...} names read at send time.
+KARIX_WEBHOOK_TOKEN = env.str("KARIX_WEBHOOK_TOKEN", default="")
+ROUTEMOBILE_WEBHOOK_TOKEN = env.str("ROUTEMOBILE_WEBHOOK_TOKEN", default="")
+KALEYRA_WEBHOOK_TOKEN = env.str("KALEYRA_WEBHOOK_TOKEN", default="")
 
 GATEWAY_OUTBOUND_URL = env.str("GATEWAY_OUTBOUND_URL", default="")
 GATEWAY_API_KEY = env.str("GATEWAY_API_KEY", default="")

@@ -62,7 +62,7 @@ def post_inbound(base_url: str, phone: str, n: int) -> int:
 
 @pytest.fixture
 def embedded_server(tmp_path):
-    """A migrated, seeded SQLite file and a threaded runserver on it; yields (base URL, database, server log)."""
+    """A migrated SQLite file with a shortcode, and a threaded runserver on it; yields (base URL, database, log)."""
     database = tmp_path / "smsgate.sqlite3"
     env = {name: value for name, value in os.environ.items() if name not in ("REDIS_URL", "CELERY_BROKER_URL")}
     env.update(
@@ -77,8 +77,13 @@ def embedded_server(tmp_path):
         OUTBOX_SWEEP_AFTER_SECONDS="1",
         SWEEP_INTERVAL_SECONDS="1",
     )
-    manage("migrate", "--noinput", "-v", "0", env=env)
-    manage("seed_demo", "-v", "0", env=env)
+    # Migrated, then shortcode 57675 and its commands written by the same factories the other
+    # tests use: one process for both, as each start of Django costs a second or more.
+    prepare = (
+        "from django.core.management import call_command; call_command('migrate', interactive=False, verbosity=0)\n"
+        "from conversations.tests.factories import service_shortcode; service_shortcode()"
+    )
+    manage("shell", "-c", prepare, env=env)
     port = free_port()
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:

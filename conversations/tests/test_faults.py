@@ -10,15 +10,15 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from commands.models import Shortcode
 from conftest import WEBHOOK_SECRET, FakeResponse, broker_down, sinch_signed_headers, wait_until
-from conversations.services import inbound_sweep
+from conversations.sweeps import inbound_sweep
+from conversations.tests.factories import ASK_NAME, BALANCE, registered, service_shortcode
 from delivery.models import Message
+from delivery.statuses import Direction, Status
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -26,9 +26,9 @@ INBOUND = "/webhooks/generic/inbound/"
 
 
 @pytest.fixture
-def demo(provider_server):
-    call_command("seed_demo", verbosity=0)
-    Shortcode.objects.filter(number="57675").update(
+def gateway(provider_server):
+    """Shortcode 57675 replying through a local generic gateway."""
+    service_shortcode(
         provider="generic",
         provider_config={"outbound_url": f"{provider_server.url}/send", "timeout": 1},
         inbound_limit_per_minute=1000,
@@ -49,41 +49,58 @@ def replies_per_phone(server) -> Counter:
     return Counter(request.json()["to"] for request in server.requests)
 
 
-def test_broker_down_during_a_burst_then_the_sweep_delivers_every_reply(celery_worker, demo, client):
+def test_broker_down_during_a_burst_then_the_sweep_delivers_every_reply(celery_worker, gateway, client):
     phones = [f"+9198765{n:05d}" for n in range(10)]
     # given: the broker is unreachable while a burst arrives
     with broker_down():
         responses = [inbound(client, phone, "2", f"down-{n}") for n, phone in enumerate(phones)]
     # then: every webhook was answered and stored
     assert [r.status_code for r in responses] == [200] * len(phones)
-    assert Message.objects.filter(direction="in", status="received").count() == len(phones)
+    assert Message.objects.filter(direction=Direction.INBOUND, status=Status.RECEIVED).count() == len(phones)
     # when: the broker is back and the sweep runs
     result = inbound_sweep(now=timezone.now() + timedelta(minutes=5))
     assert result == {"requeued": len(phones)}
     # then: exactly one reply per inbound reaches the gateway
-    demo.wait_for(len(phones))
-    wait_until(lambda: Message.objects.filter(direction="out", status="sent").count() == len(phones), what="sent")
-    assert replies_per_phone(demo) == Counter(dict.fromkeys(phones, 1))
+    gateway.wait_for(len(phones))
+    wait_until(
+        lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).count() == len(phones),
+        what="sent",
+    )
+    assert replies_per_phone(gateway) == Counter(dict.fromkeys(phones, 1))
 
 
-def test_gateway_500_500_200_gives_one_send_after_three_attempts(celery_worker, demo, client):
-    demo.script = [FakeResponse(500, "down"), FakeResponse(503, "busy"), FakeResponse(200, {"id": "gw-ok"})]
+def test_gateway_500_500_200_gives_one_send_after_three_attempts(celery_worker, gateway, client):
+    # The gateway asks for the retries at once (Retry-After: 0) rather than after the seconds of backoff.
+    at_once = {"Retry-After": "0"}
+    gateway.script = [
+        FakeResponse(500, "down", headers=at_once),
+        FakeResponse(503, "busy", headers=at_once),
+        FakeResponse(200, {"id": "gw-ok"}),
+    ]
     assert inbound(client, "+919876543210", "2", "retry-1").status_code == 200
-    wait_until(lambda: Message.objects.filter(direction="out", status="sent").exists(), timeout=60, what="sent")
-    reply = Message.objects.get(direction="out")
+    wait_until(
+        lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).exists(),
+        timeout=60,
+        what="sent",
+    )
+    reply = Message.objects.get(direction=Direction.OUTBOUND)
     assert (reply.attempts, reply.provider_message_id) == (3, "gw-ok")
-    assert len(demo.requests) == 3
+    assert len(gateway.requests) == 3
 
 
-def test_a_hanging_gateway_times_out_and_is_retried(celery_worker, demo, client):
-    demo.script = [FakeResponse(200, {"id": "too-late"}, delay=3), FakeResponse(200, {"id": "gw-ok"})]
+def test_a_hanging_gateway_times_out_and_is_retried(celery_worker, gateway, client):
+    gateway.script = [FakeResponse(200, {"id": "too-late"}, delay=3), FakeResponse(200, {"id": "gw-ok"})]
     assert inbound(client, "+919876543210", "2", "hang-1").status_code == 200
-    wait_until(lambda: Message.objects.filter(direction="out", status="sent").exists(), timeout=60, what="sent")
-    reply = Message.objects.get(direction="out")
+    wait_until(
+        lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).exists(),
+        timeout=60,
+        what="sent",
+    )
+    reply = Message.objects.get(direction=Direction.OUTBOUND)
     assert (reply.attempts, reply.provider_message_id) == (2, "gw-ok")
 
 
-def test_twenty_concurrent_copies_of_one_webhook_give_one_reply(celery_worker, demo):
+def test_twenty_concurrent_copies_of_one_webhook_give_one_reply(celery_worker, gateway):
     results, barrier = [], threading.Barrier(20)
 
     def post():
@@ -99,14 +116,14 @@ def test_twenty_concurrent_copies_of_one_webhook_give_one_reply(celery_worker, d
     for thread in threads:
         thread.join()
     assert results == [200] * 20
-    demo.wait_for(1)
-    wait_until(lambda: Message.objects.filter(direction="out", status="sent").exists(), what="sent")
-    assert Message.objects.filter(direction="in").count() == 1
-    assert Message.objects.filter(direction="out").count() == 1
-    assert len(demo.requests) == 1
+    gateway.wait_for(1)
+    wait_until(lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).exists(), what="sent")
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 1
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 1
+    assert len(gateway.requests) == 1
 
 
-def test_a_report_that_arrives_before_the_send_response_is_applied(celery_worker, demo, client):
+def test_a_report_that_arrives_before_the_send_response_is_applied(celery_worker, gateway, client):
     # given: a gateway that reports delivery (by its own id, no ref) before answering the send
     def report_first(request):
         report = Client().post(
@@ -119,27 +136,29 @@ def test_a_report_that_arrives_before_the_send_response_is_applied(celery_worker
         assert report.status_code == 200
         return FakeResponse(200, {"id": "gw-early"})
 
-    demo.respond = report_first
+    gateway.respond = report_first
     # when
     assert inbound(client, "+919876543210", "2", "early-1").status_code == 200
     # then
-    wait_until(lambda: Message.objects.filter(direction="out", status="delivered").exists(), what="delivered")
-    reply = Message.objects.get(direction="out")
+    wait_until(
+        lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.DELIVERED).exists(), what="delivered"
+    )
+    reply = Message.objects.get(direction=Direction.OUTBOUND)
     assert reply.provider_message_id == "gw-early"
     assert reply.reports.get().applied
 
 
-def test_a_flow_keeps_its_order_across_the_worker(celery_worker, demo, client):
+def test_a_flow_keeps_its_order_across_the_worker(celery_worker, gateway, client):
     for n, text in enumerate(["1", "Asha", "2"]):
         assert inbound(client, "+919876543210", text, f"flow-{n}").status_code == 200
-    demo.wait_for(3)
+    gateway.wait_for(3)
     # Replies may leave in any order; what matters is that each answers the right step.
-    replies = Message.objects.filter(direction="out").order_by("in_reply_to_id")
+    replies = Message.objects.filter(direction=Direction.OUTBOUND).order_by("in_reply_to_id")
     bodies = [reply.body for reply in replies]
     assert bodies == [
-        "Welcome! Please reply with your name.",
-        "Thank you Asha, you are registered.",
-        "Hi Asha, your balance is Rs 0.00.",
+        ASK_NAME,
+        registered("Asha"),
+        BALANCE,
     ]
 
 
@@ -183,7 +202,7 @@ def test_a_signed_webhook_refused_for_a_database_outage_passes_when_retried(clie
     assert Message.objects.filter(provider="sinch", provider_message_id="01SINCHRETRY").count() == 1
 
 
-def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, demo, client):
+def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, gateway, client):
     phones = [f"+9198123{n:05d}" for n in range(10)]
     celery_worker.send_signal(signal.SIGSTOP)
     try:
@@ -193,13 +212,16 @@ def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, dem
     finally:
         celery_worker.send_signal(signal.SIGCONT)
     assert [r.status_code for r in responses] == [200] * 20
-    demo.wait_for(len(phones))
-    wait_until(lambda: Message.objects.filter(direction="out", status="sent").count() == len(phones), what="sent")
-    assert replies_per_phone(demo) == Counter(dict.fromkeys(phones, 1))
+    gateway.wait_for(len(phones))
+    wait_until(
+        lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).count() == len(phones),
+        what="sent",
+    )
+    assert replies_per_phone(gateway) == Counter(dict.fromkeys(phones, 1))
 
 
-def test_sweeps_wait_while_the_broker_has_a_backlog(celery_worker, demo, settings):
-    from delivery.services import outbox_sweep
+def test_sweeps_wait_while_the_broker_has_a_backlog(celery_worker, gateway, settings):
+    from delivery.sweeps import outbox_sweep
 
     settings.SWEEP_MAX_BACKLOG = 5
     celery_worker.send_signal(signal.SIGSTOP)
@@ -212,4 +234,4 @@ def test_sweeps_wait_while_the_broker_has_a_backlog(celery_worker, demo, setting
         assert outbox_sweep(now=later)["backlog"] >= 6
     finally:
         celery_worker.send_signal(signal.SIGCONT)
-    demo.wait_for(10)
+    gateway.wait_for(10)

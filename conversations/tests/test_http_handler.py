@@ -1,4 +1,4 @@
-"""The `http` handler (code 4 of the demo) against real local servers that misbehave on purpose."""
+"""The `http` handler (a shortcode's code 4) against real local servers that misbehave on purpose."""
 
 import itertools
 import socket
@@ -9,17 +9,19 @@ from collections.abc import Callable
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
 from django.db import connection
 
 from commands.models import Command
 from commands.services import command_update
+from commands.tests.factories import CommandFactory, ShortcodeFactory
 from conftest import FakeResponse
+from conversations.handling import inbound_handle
 from conversations.http_handler import address_allowed
-from conversations.services import inbound_handle, message_receive
+from conversations.receiving import message_receive
 from delivery.models import ChannelLog, Message
 from delivery.providers.base import InboundSMS
 from delivery.redaction import MASK, redact
+from delivery.statuses import Direction
 
 PHONE = "+919876543210"
 FALLBACK = "Sorry, this service is unavailable right now. Please try again later."
@@ -27,9 +29,21 @@ SECRET = "s3cr3t-offers-token-0042"
 _message_ids = itertools.count(1)
 
 
+def offers_shortcode() -> None:
+    """Shortcode 57675 whose code 4 (OFFERS) asks another system for the reply."""
+    CommandFactory(
+        shortcode=ShortcodeFactory(number="57675"),
+        code="4",
+        name="Offers",
+        handler_key="http",
+        config={"endpoint": "https://offers.example.com/v1", "timeout": 3},
+        aliases=["OFFERS"],
+    )
+
+
 @pytest.fixture
-def demo(db):
-    call_command("seed_demo", verbosity=0)
+def shortcode(db):
+    offers_shortcode()
 
 
 @pytest.fixture
@@ -38,12 +52,12 @@ def loopback_allowed(settings):
 
 
 def offers(config: dict) -> None:
-    """Point the demo's code 4 at `config` (saved as it is, unvalidated, like an old row)."""
+    """Point code 4 at `config` (saved as it is, unvalidated, like an old row)."""
     Command.objects.filter(shortcode__number="57675", code="4").update(config=config)
 
 
 def sms(text: str) -> str:
-    """Receive and handle one SMS to the demo shortcode; the reply text ('' for none)."""
+    """Receive and handle one SMS to shortcode 57675; the reply text ('' for none)."""
     inbound, _ = message_receive(
         provider="generic",
         sms=InboundSMS(sender=PHONE, recipient="57675", body=text, provider_message_id=f"hh-{next(_message_ids)}"),
@@ -59,11 +73,13 @@ class RawServer:
     def __init__(self, serve: Callable[[socket.socket], None]):
         self.connections = 0
         self.done = threading.Event()
+        self.stopping = threading.Event()  # set on stop: a slow `serve` waits on it instead of sleeping
         outer = self
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
                 outer.connections += 1
+                self.request.settimeout(10)  # a `serve` blocked on a silent client cannot hold stop for long
                 try:
                     serve(self.request)
                 except OSError:
@@ -72,13 +88,19 @@ class RawServer:
                     outer.done.set()
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        # Connection threads are joined on close, so none outlives its test.
+        self.server.daemon_threads = False
+        self.server.block_on_close = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits for the serve loop's next look at its flag.
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+        self.thread.start()
 
     def stop(self):
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
+        self.thread.join()
 
 
 @pytest.fixture
@@ -109,7 +131,7 @@ def read_request(sock: socket.socket) -> None:
 # Answers -----------------------------------------------------------------------------
 
 
-def test_replies_with_the_endpoints_answer(demo, provider_server, loopback_allowed):
+def test_replies_with_the_endpoints_answer(shortcode, provider_server, loopback_allowed):
     # given
     offers({"endpoint": f"{provider_server.url}/offers"})
     provider_server.script = [FakeResponse(200, {"reply": "50% off today"})]
@@ -130,20 +152,20 @@ def test_replies_with_the_endpoints_answer(demo, provider_server, loopback_allow
         FakeResponse(200, {"reply": "late"}, delay=2.0),
     ],
 )
-def test_a_failed_answer_gets_the_fallback(demo, provider_server, loopback_allowed, response, caplog):
+def test_a_failed_answer_gets_the_fallback(shortcode, provider_server, loopback_allowed, response, caplog):
     offers({"endpoint": f"{provider_server.url}/offers", "timeout": 0.5})
     provider_server.script = [response]
     assert sms("4") == FALLBACK
     assert "http handler" in caplog.text
 
 
-def test_the_commands_own_fallback_text(demo, provider_server, loopback_allowed):
+def test_the_commands_own_fallback_text(shortcode, provider_server, loopback_allowed):
     offers({"endpoint": f"{provider_server.url}/offers", "fallback": "Offers are resting. Try later."})
     provider_server.script = [FakeResponse(503, {})]
     assert sms("4") == "Offers are resting. Try later."
 
 
-def test_an_unreachable_endpoint_gets_the_fallback(demo, loopback_allowed):
+def test_an_unreachable_endpoint_gets_the_fallback(shortcode, loopback_allowed):
     offers({"endpoint": "http://127.0.0.1:9/offers", "timeout": 0.5})
     assert sms("4") == FALLBACK
 
@@ -153,7 +175,7 @@ def test_an_unreachable_endpoint_gets_the_fallback(demo, loopback_allowed):
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_is_not_followed_and_our_headers_stay_home(
-    demo, provider_server, loopback_allowed, monkeypatch, status
+    shortcode, provider_server, loopback_allowed, monkeypatch, status
 ):
     # given: the endpoint redirects to another host, which would receive our headers
     monkeypatch.setenv("HANDLER_SECRET_OFFERS_TOKEN", SECRET)
@@ -177,7 +199,7 @@ def test_a_redirect_is_not_followed_and_our_headers_stay_home(
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "until-close"])
-def test_a_40_mb_answer_is_refused_without_reading_it(demo, raw_server, loopback_allowed, declared):
+def test_a_40_mb_answer_is_refused_without_reading_it(shortcode, raw_server, loopback_allowed, declared):
     # given: an endpoint that answers 40 MB, with or without saying so up front
     size = 40 * 1024 * 1024
     sent = []
@@ -205,9 +227,9 @@ def test_a_40_mb_answer_is_refused_without_reading_it(demo, raw_server, loopback
 
 
 @pytest.mark.parametrize("where", ["headers", "body"])
-def test_a_slow_drip_answer_is_cut_at_the_deadline(demo, raw_server, loopback_allowed, settings, where):
-    # given: an endpoint that sends one byte every 0.5 s, each well within a read timeout
-    settings.HANDLER_HTTP_TIMEOUT_SECONDS = 1.0
+def test_a_slow_drip_answer_is_cut_at_the_deadline(shortcode, raw_server, loopback_allowed, settings, where):
+    # given: an endpoint that sends one byte every 0.1 s, each well within a read timeout
+    settings.HANDLER_HTTP_TIMEOUT_SECONDS = 0.3
     body = b'{"reply": "too late"}'
     head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
 
@@ -219,7 +241,8 @@ def test_a_slow_drip_answer_is_cut_at_the_deadline(demo, raw_server, loopback_al
             slow = body
         for byte in slow:
             sock.sendall(bytes([byte]))
-            time.sleep(0.5)
+            if server.stopping.wait(0.1):
+                return
 
     server = raw_server(drip)
     offers({"endpoint": f"{server.url}/offers"})
@@ -227,16 +250,16 @@ def test_a_slow_drip_answer_is_cut_at_the_deadline(demo, raw_server, loopback_al
     started = time.monotonic()
     reply = sms("4")
     elapsed = time.monotonic() - started
-    # then
+    # then: cut near the deadline, long before the whole answer would have arrived
     assert reply == FALLBACK
-    assert elapsed < 1.5
+    assert elapsed < 1.0
 
 
 # Addresses ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_a_private_address_is_refused_unless_allowed(demo, provider_server, settings, caplog, host):
+def test_a_private_address_is_refused_unless_allowed(shortcode, provider_server, settings, caplog, host):
     # given: no allowlist
     settings.HANDLER_HTTP_ALLOWED_NETWORKS = []
     settings.HANDLER_HTTP_ALLOWED_HOSTS = []
@@ -253,7 +276,7 @@ def test_a_private_address_is_refused_unless_allowed(demo, provider_server, sett
     assert sms("4") == "internal"
 
 
-def test_a_name_resolving_to_any_private_address_is_refused(demo, provider_server, settings, monkeypatch):
+def test_a_name_resolving_to_any_private_address_is_refused(shortcode, provider_server, settings, monkeypatch):
     # given: a name whose DNS answer mixes a public and a private address
     real_getaddrinfo = socket.getaddrinfo
     port = int(provider_server.url.rsplit(":", 1)[1])
@@ -308,7 +331,7 @@ def test_an_allowlisted_network_opens_its_addresses_only(settings):
 
 
 def test_a_header_secret_comes_from_the_environment_and_is_masked(
-    demo, provider_server, loopback_allowed, monkeypatch, caplog
+    shortcode, provider_server, loopback_allowed, monkeypatch, caplog
 ):
     # given
     caplog.set_level("DEBUG")
@@ -333,7 +356,9 @@ def test_a_header_secret_comes_from_the_environment_and_is_masked(
     assert not [text for text in stored if SECRET in text]
 
 
-def test_an_unset_secret_variable_gets_the_fallback_and_sends_nothing(demo, provider_server, loopback_allowed, caplog):
+def test_an_unset_secret_variable_gets_the_fallback_and_sends_nothing(
+    shortcode, provider_server, loopback_allowed, caplog
+):
     offers(
         {
             "endpoint": f"{provider_server.url}/offers",
@@ -363,7 +388,7 @@ def test_an_unset_secret_variable_gets_the_fallback_and_sends_nothing(demo, prov
         ["not", "an", "object"],
     ],
 )
-def test_saving_an_unsafe_http_config_is_refused(demo, config):
+def test_saving_an_unsafe_http_config_is_refused(shortcode, config):
     command = Command.objects.get(shortcode__number="57675", code="4")
     command.config = config
     with pytest.raises(ValidationError) as raised:
@@ -379,7 +404,7 @@ def test_saving_an_unsafe_http_config_is_refused(demo, config):
         {"X-Api-Key": "{env:HANDLER_SECRET_OFFERS_KEY}", "X-Team": "offers"},
     ],
 )
-def test_saving_a_safe_http_config(demo, headers):
+def test_saving_a_safe_http_config(shortcode, headers):
     command = Command.objects.get(shortcode__number="57675", code="4")
     command.config = {"endpoint": "https://offers.example.com/v1", "headers": headers, "timeout": 2}
     command_update(command=command)
@@ -387,7 +412,7 @@ def test_saving_a_safe_http_config(demo, headers):
     assert command.config["headers"] == headers
 
 
-def test_the_admin_refuses_a_literal_secret_and_shows_only_references(demo, admin_client, monkeypatch):
+def test_the_admin_refuses_a_literal_secret_and_shows_only_references(shortcode, admin_client, monkeypatch):
     # given
     monkeypatch.setenv("HANDLER_SECRET_OFFERS_TOKEN", SECRET)
     command = Command.objects.get(shortcode__number="57675", code="4")
@@ -427,7 +452,7 @@ def test_the_admin_refuses_a_literal_secret_and_shows_only_references(demo, admi
 @pytest.mark.django_db(transaction=True)
 def test_the_endpoint_is_called_with_no_transaction_open(provider_server, loopback_allowed, monkeypatch):
     # given: a spy on connections from this thread, noting whether a transaction was open
-    call_command("seed_demo", verbosity=0)
+    offers_shortcode()
     offers({"endpoint": f"{provider_server.url}/offers"})
     provider_server.script = [FakeResponse(200, {"reply": "50% off today"})]
     port = int(provider_server.url.rsplit(":", 1)[1])
@@ -445,6 +470,6 @@ def test_the_endpoint_is_called_with_no_transaction_open(provider_server, loopba
     # then
     assert reply == "50% off today"
     assert in_transaction == [False]
-    inbound = Message.objects.get(direction="in")
+    inbound = Message.objects.get(direction=Direction.INBOUND)
     assert inbound.status == "handled"
     assert Message.objects.filter(in_reply_to=inbound).count() == 1

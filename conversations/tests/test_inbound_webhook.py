@@ -14,6 +14,7 @@ from freezegun import freeze_time
 from commands.tests.factories import CommandFactory, ShortcodeFactory
 from conftest import WEBHOOK_SECRET, generic_signed_headers, load_fixture
 from delivery.models import ChannelLog, Message
+from delivery.statuses import Direction
 
 INBOUND = "/webhooks/generic/inbound/"
 
@@ -37,14 +38,14 @@ def test_inbound_is_stored_and_answered(shortcode, post_webhook, django_capture_
     # then
     assert response.status_code == 200
     assert response.json() == {"status": "accepted"}
-    inbound = Message.objects.get(direction="in")
+    inbound = Message.objects.get(direction=Direction.INBOUND)
     assert (inbound.phone, inbound.shortcode, inbound.body, inbound.status) == (
         "+919876543210",
         "57675",
         "2",
         "handled",
     )
-    assert Message.objects.get(direction="out").body == "Balance: Rs 10"
+    assert Message.objects.get(direction=Direction.OUTBOUND).body == "Balance: Rs 10"
 
 
 @pytest.mark.django_db
@@ -53,8 +54,8 @@ def test_duplicate_inbound_gives_one_message_and_one_reply(shortcode, post_webho
     with django_capture_on_commit_callbacks(execute=True):
         responses = [post_webhook(INBOUND, body) for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 200]
-    assert Message.objects.filter(direction="in").count() == 1
-    assert Message.objects.filter(direction="out").count() == 1
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 1
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 1
 
 
 @pytest.mark.django_db
@@ -117,11 +118,11 @@ def test_two_kilobytes_of_emoji_are_stored_whole(shortcode, post_webhook, django
     with django_capture_on_commit_callbacks(execute=True):
         response = post_webhook(INBOUND, {"from": "+919876543210", "to": "57675", "body": text, "id": "e1"})
     assert response.status_code == 200
-    inbound = Message.objects.get(direction="in")
+    inbound = Message.objects.get(direction=Direction.INBOUND)
     assert inbound.body == text
     assert (inbound.encoding, inbound.segments) == ("ucs2", 16)  # 1024 UTF-16 units, 66 per part (pairs kept whole)
     # an unknown code: the shortcode's own reply, never an error
-    assert Message.objects.get(direction="out").body == shortcode.unknown_text
+    assert Message.objects.get(direction=Direction.OUTBOUND).body == shortcode.unknown_text
 
 
 @pytest.mark.django_db
@@ -234,10 +235,12 @@ def test_replayed_signed_inbound_without_an_id_gets_one_reply(
 
     # then: both acknowledged as for a duplicate; one stored message, one reply
     assert [first.status_code, replay.status_code] == [200, 200]
-    assert Message.objects.filter(direction="in").count() == 1
-    assert list(Message.objects.filter(direction="out").values_list("body", flat=True)) == ["Balance: Rs 10"]
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 1
+    assert list(Message.objects.filter(direction=Direction.OUTBOUND).values_list("body", flat=True)) == [
+        "Balance: Rs 10"
+    ]
     inbound_logs = ChannelLog.objects.filter(kind="inbound").order_by("id")
-    assert [log.message_id for log in inbound_logs] == [Message.objects.get(direction="in").id] * 2
+    assert [log.message_id for log in inbound_logs] == [Message.objects.get(direction=Direction.INBOUND).id] * 2
 
 
 @pytest.mark.django_db
@@ -259,8 +262,8 @@ def test_a_signed_inbound_replayed_after_the_content_window_still_gets_one_reply
 
     # then: acknowledged as a duplicate; one message, one reply
     assert replay.status_code == 200
-    assert Message.objects.filter(direction="in").count() == 1
-    assert Message.objects.filter(direction="out").count() == 1
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 1
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 1
 
 
 @pytest.mark.django_db
@@ -279,8 +282,8 @@ def test_the_same_text_signed_anew_is_a_new_message_at_once(
 
     # then: a second message with its own reply
     assert again.status_code == 200
-    assert Message.objects.filter(direction="in").count() == 2
-    assert Message.objects.filter(direction="out").count() == 2
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 2
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 2
 
 
 @pytest.mark.django_db
@@ -300,8 +303,8 @@ def test_same_text_without_an_id_after_the_window_is_a_new_message(
 
     # then: a second message and a second reply
     assert response.status_code == 200
-    assert Message.objects.filter(direction="in").count() == 2
-    assert Message.objects.filter(direction="out").count() == 2
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 2
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 2
 
 
 @pytest.mark.django_db
@@ -310,8 +313,8 @@ def test_simulator_repeating_a_text_gets_two_replies(shortcode):
     call_command("simulate_sms", "--from", "+919876543210", "--to", "57675", "2", "2", stdout=io.StringIO())
 
     # then: typed at the server, not a replay: both are answered
-    assert Message.objects.filter(direction="in").count() == 2
-    assert Message.objects.filter(direction="out").count() == 2
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 2
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 2
 
 
 @pytest.mark.django_db
@@ -324,7 +327,7 @@ def test_inbound_without_an_id_from_another_phone_or_with_another_text_is_not_a_
             assert post_webhook(INBOUND, {"from": sender, "to": "57675", "body": text}).status_code == 200
 
     # then
-    assert Message.objects.filter(direction="in").count() == 3
+    assert Message.objects.filter(direction=Direction.INBOUND).count() == 3
 
 
 @pytest.mark.django_db

@@ -5,29 +5,29 @@ from functools import partial
 
 import pytest
 
-from commands.tests.factories import ShortcodeFactory
 from conftest import FakeResponse, load_fixture, wait_until
+from conversations.tests.factories import BALANCE, service_shortcode
 from delivery.models import DeliveryReport, Message
+from delivery.statuses import Direction
+from templates.models import Template
 
 
-def demo_shortcode(provider_server):
-    from django.core.management import call_command
-
-    call_command("seed_demo", verbosity=0)
-    shortcode = ShortcodeFactory(number="57675")
-    shortcode.provider = "generic"
-    shortcode.provider_config = {
-        "outbound_url": f"{provider_server.url}/send",
-        # this gateway takes the DLT IDs as `template_id` and `pe_id`
-        "dlt_fields": {"dlt_template_id": "template_id", "dlt_entity_id": "pe_id"},
-    }
-    shortcode.save()
-    return shortcode
+def dlt_shortcode(provider_server):
+    return service_shortcode(
+        dlt=True,
+        provider="generic",
+        provider_config={
+            "outbound_url": f"{provider_server.url}/send",
+            # this gateway takes the DLT IDs as `template_id` and `pe_id`
+            "dlt_fields": {"dlt_template_id": "template_id", "dlt_entity_id": "pe_id"},
+        },
+    )
 
 
 def run_loop(post_webhook, provider_server, fixture: str, commits=contextlib.nullcontext):
-    # given: the demo shortcode replying through the generic gateway
-    demo_shortcode(provider_server)
+    # given: a DLT-bound shortcode replying through the generic gateway
+    dlt_shortcode(provider_server)
+    template = Template.objects.get(content=BALANCE)
     provider_server.script = [FakeResponse(201, {"id": "gw-1"})]
 
     # when: an aggregator posts an inbound SMS "2"
@@ -38,17 +38,17 @@ def run_loop(post_webhook, provider_server, fixture: str, commits=contextlib.nul
     # then: the reply reached the gateway with our reference and callback URL
     sent = provider_server.wait_for(1)[0]
     payload = sent.json()
-    reply = Message.objects.get(direction="out")
+    reply = Message.objects.get(direction=Direction.OUTBOUND)
     assert payload["to"] == "+919876543210"
     assert payload["from"] == "SMSGTE"  # the shortcode's DLT header
-    assert (payload["template_id"], payload["pe_id"]) == ("1107170000000000005", "1201170000000000001")
-    assert payload["message"] == "You are not registered yet. Send 1 to register."
+    assert (payload["template_id"], payload["pe_id"]) == (template.dlt_template_id, template.entity.pe_id)
+    assert payload["message"] == BALANCE
     assert payload["reference"] == str(reply.uuid)
     assert payload["callback_url"] == f"https://sms.example.com/webhooks/generic/status/?ref={reply.uuid}"
     wait_until(lambda: Message.objects.get(pk=reply.pk).status == "sent", what="reply marked sent")
     reply.refresh_from_db()
     assert reply.provider_message_id == "gw-1"
-    inbound = Message.objects.get(direction="in")
+    inbound = Message.objects.get(direction=Direction.INBOUND)
     wait_until(lambda: Message.objects.get(pk=inbound.pk).status == "handled", what="inbound handled")
     assert reply.in_reply_to_id == inbound.id
 

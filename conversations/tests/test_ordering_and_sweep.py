@@ -4,25 +4,26 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 from freezegun import freeze_time
 
 from conversations import tasks as conversation_tasks
-from conversations.services import PhoneBusy, inbound_handle, inbound_sweep, message_receive
+from conversations.handling import PhoneBusy, inbound_handle
+from conversations.receiving import message_receive
+from conversations.sweeps import inbound_sweep
 from conversations.tasks import handle_inbound as handle_inbound_task
+from conversations.tests.factories import ASK_NAME, BALANCE, PHONE, SUPPORT, registered, service_shortcode
 from delivery.models import Message
 from delivery.providers.base import InboundSMS
-from delivery.services import outbox_sweep
+from delivery.statuses import Direction, Status
+from delivery.sweeps import outbox_sweep
 from delivery.tests.factories import OutboundMessageFactory
 from delivery.throttle import lock_acquire, lock_release
 
-PHONE = "+919876543210"
-
 
 @pytest.fixture
-def demo(db):
-    call_command("seed_demo", verbosity=0)
+def shortcode(db):
+    return service_shortcode()
 
 
 def receive(text):
@@ -32,36 +33,36 @@ def receive(text):
     return message
 
 
-def test_a_later_message_handles_the_earlier_one_first(demo):
+def test_a_later_message_handles_the_earlier_one_first(shortcode):
     # given: "1" then "Asha" stored, their tasks arriving in the wrong order
     first, second = receive("1"), receive("Asha")
     # when
     inbound_handle(message_id=second.id)
     inbound_handle(message_id=first.id)
     # then: the flow did not skip a step
-    replies = Message.objects.filter(direction="out").order_by("id")
+    replies = Message.objects.filter(direction=Direction.OUTBOUND).order_by("id")
     assert [(r.in_reply_to_id, r.body) for r in replies] == [
-        (first.id, "Welcome! Please reply with your name."),
-        (second.id, "Thank you Asha, you are registered."),
+        (first.id, ASK_NAME),
+        (second.id, registered("Asha")),
     ]
 
 
-def test_earlier_unhandled_messages_are_handled_oldest_first(demo):
+def test_earlier_unhandled_messages_are_handled_oldest_first(shortcode):
     # given: a whole conversation stored, none of it handled yet
     register, name, balance, support = receive("1"), receive("Asha"), receive("2"), receive("3")
     # when: the last message's task runs first
     inbound_handle(message_id=support.id)
     # then: each reply follows from the one before it
-    replies = Message.objects.filter(direction="out").order_by("id")
+    replies = Message.objects.filter(direction=Direction.OUTBOUND).order_by("id")
     assert [(r.in_reply_to_id, r.body) for r in replies] == [
-        (register.id, "Welcome! Please reply with your name."),
-        (name.id, "Thank you Asha, you are registered."),
-        (balance.id, "Hi Asha, your balance is Rs 0.00."),
-        (support.id, "Please describe your issue in one SMS."),
+        (register.id, ASK_NAME),
+        (name.id, registered("Asha")),
+        (balance.id, BALANCE),
+        (support.id, SUPPORT),
     ]
 
 
-def test_a_phone_being_handled_elsewhere_waits(demo):
+def test_a_phone_being_handled_elsewhere_waits(shortcode):
     message = receive("2")
     assert lock_acquire(f"phone:57675:{PHONE}", timeout=30)
     try:
@@ -72,7 +73,7 @@ def test_a_phone_being_handled_elsewhere_waits(demo):
     assert inbound_handle(message_id=message.id) is not None
 
 
-def test_in_process_handling_waits_for_a_phone_busy_for_a_moment(demo):
+def test_in_process_handling_waits_for_a_phone_busy_for_a_moment(shortcode):
     # given: another request is handling this phone, and is done a moment later
     message = receive("2")
     lock = f"phone:57675:{PHONE}"
@@ -87,7 +88,7 @@ def test_in_process_handling_waits_for_a_phone_busy_for_a_moment(demo):
     assert Message.objects.filter(in_reply_to=message).count() == 1
 
 
-def test_in_process_handling_leaves_a_phone_busy_too_long_to_the_sweep(demo, monkeypatch):
+def test_in_process_handling_leaves_a_phone_busy_too_long_to_the_sweep(shortcode, monkeypatch):
     monkeypatch.setattr(conversation_tasks, "IN_PROCESS_RETRY_DELAYS", (0.01, 0.02))
     message = receive("2")
     lock = f"phone:57675:{PHONE}"
@@ -105,7 +106,7 @@ def test_in_process_handling_leaves_a_phone_busy_too_long_to_the_sweep(demo, mon
     assert Message.objects.filter(in_reply_to=message).count() == 1
 
 
-def test_inbound_sweep_requeues_unhandled_messages(demo, settings):
+def test_inbound_sweep_requeues_unhandled_messages(shortcode, settings):
     # given: one inbound the broker lost long ago, one just received
     stale, fresh = receive("2"), receive("3")
     Message.objects.filter(id=stale.id).update(updated_at=timezone.now() - timedelta(minutes=5))
@@ -125,7 +126,7 @@ def test_outbox_sweep_requeues_stuck_and_due_messages(db, settings):
     waiting_retry = OutboundMessageFactory(provider="console", next_attempt_at=now + timedelta(minutes=1))
     scheduled = OutboundMessageFactory(provider="console", send_after=now + timedelta(hours=2))
     due = OutboundMessageFactory(provider="console", send_after=now - timedelta(seconds=1))
-    dead_worker = OutboundMessageFactory(provider="console", status="sending")
+    dead_worker = OutboundMessageFactory(provider="console", status=Status.SENDING)
     Message.objects.update(updated_at=now - timedelta(minutes=15))
     Message.objects.filter(id=waiting_retry.id).update(updated_at=now)
 
@@ -140,7 +141,7 @@ def test_outbox_sweep_requeues_stuck_and_due_messages(db, settings):
     assert statuses[scheduled.id] == "queued"
 
 
-def test_sweeps_requeue_only_rows_pending_longer_than_the_settle_time(demo, settings):
+def test_sweeps_requeue_only_rows_pending_longer_than_the_settle_time(shortcode, settings):
     settings.OUTBOX_SWEEP_AFTER_SECONDS = 60
     with freeze_time("2026-01-05 10:00:00") as clock:
         # given: an inbound and an outbound the broker lost a minute ago...

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from delivery.providers.adapter import load_adapters
-from delivery.providers.base import Provider, WebhookForbidden
+from delivery.providers.base import Provider, WebhookForbidden, WebhookRequest
 from delivery.redaction import secret_env_declare, secret_settings_declare
 
 
@@ -31,7 +31,7 @@ def _registry() -> dict[str, Provider]:
     for provider in providers.values():
         secret_settings_declare(*provider.SECRET_SETTINGS)
         secret_env_declare(*provider.SECRET_ENV)
-        # services.callback_url puts <SLUG>_WEBHOOK_TOKEN, when set, in every provider's callback URL.
+        # deliver.callback_url puts <SLUG>_WEBHOOK_TOKEN, when set, in every provider's callback URL.
         secret_settings_declare(f"{provider.slug.upper()}_WEBHOOK_TOKEN")
     return providers
 
@@ -61,7 +61,7 @@ def all_providers() -> list[Provider]:
     return list(_registry().values())
 
 
-def detect_provider(request) -> Provider:
+def detect_provider(webhook: WebhookRequest) -> Provider:
     """
     The provider a slug-less webhook (/sms-handler, /sms-dlr) is for, chosen by the
     credential the request presents (Provider.claims), never by the payload's shape.
@@ -71,7 +71,7 @@ def detect_provider(request) -> Provider:
     aggregator sends another's. The caller authenticates the chosen provider as on its
     own URL.
     """
-    candidates = [provider for provider in all_providers() if provider.receives_webhooks and provider.claims(request)]
+    candidates = [provider for provider in all_providers() if provider.receives_webhooks and provider.claims(webhook)]
     if len(candidates) > 1:
         raise WebhookForbidden(f"credentials of several providers presented: {', '.join(p.slug for p in candidates)}")
     return candidates[0] if candidates else get_provider("generic")

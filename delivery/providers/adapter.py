@@ -39,16 +39,14 @@ Indian aggregators report with GET (Gupshup's delivery report) or put data in th
 import json
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
-from django.http import HttpRequest
 
 from delivery.providers.base import (
+    VOUCHED_WHOLE_REQUEST,
     HttpExchange,
     InboundSMS,
     MissingField,
@@ -57,21 +55,23 @@ from delivery.providers.base import (
     Provider,
     SendResult,
     StatusUpdate,
-    TransientSendError,
+    Verified,
     WebhookBadRequest,
     WebhookForbidden,
+    WebhookRequest,
     constant_time_equals,
-    exchange_from_response,
     first_of,
     literal_credential_errors,
     outbound_url_refusal,
     request_data,
+    status_reference,
     url_origin,
     verify_webhook_token,
     webhooks_open_without_secret,
 )
-from delivery.providers.generic import raise_for_send_status
+from delivery.providers.http import http_call
 from delivery.segments import UCS2, encoding_of
+from delivery.statuses import Status
 
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 SLUG = re.compile(r"[a-z0-9_]+")
@@ -82,7 +82,10 @@ PLACEHOLDERS = frozenset(
 )
 # Query parameters that belong to us, not to the aggregator's payload.
 OWN_QUERY_PARAMS = frozenset({"token", "ref"})
-OUR_STATUSES = frozenset({"queued", "sent", "delivered", "undelivered", "failed", "rejected"})
+# What an aggregator's report may move a message to (never `sending` or `refused`, which are ours alone).
+OUR_STATUSES = frozenset(
+    {Status.QUEUED, Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.REJECTED}
+)
 
 
 class AdapterConfigError(ValueError):
@@ -98,7 +101,7 @@ class ConfigurableProvider(Provider):
         self.slug = slug
         self.config = config
         status = config.get("status", {})
-        self.STATUS_MAP = {str(word).strip().lower(): ours for word, ours in status.get("map", {}).items()}
+        self.STATUS_MAP = status_map_parse(slug, status.get("map", {}))
         self.IGNORED = frozenset(str(word).strip().lower() for word in status.get("ignored", []))
         self.OPTED_OUT_ERROR_CODES = frozenset(str(code).strip() for code in config.get("opted_out_error_codes", []))
         self.webhook_methods = frozenset(m.upper() for m in config.get("webhook_methods", ["POST"]))
@@ -106,7 +109,7 @@ class ConfigurableProvider(Provider):
         if config.get("auth", {}).get("type") == "header":
             self.CREDENTIAL_HEADERS = (config["auth"]["header"],)
         auth = config.get("auth", {"type": "token"})
-        # The webhook token rides in the callback URL we give the aggregator (services.callback_url).
+        # The webhook token rides in the callback URL we give the aggregator (deliver.callback_url).
         self.SECRET_SETTINGS = (f"{slug.upper()}_WEBHOOK_TOKEN",) if self._token_auth() else ()
         self.SECRET_ENV = tuple(sorted(set(ENV_PLACEHOLDER.findall(json.dumps(config)))))
         self.SENSITIVE_HEADERS = tuple(
@@ -131,29 +134,23 @@ class ConfigurableProvider(Provider):
             return "no webhook authentication: refused with DEBUG off"
         return None
 
-    def authenticate(self, request: HttpRequest) -> None:
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
         auth = self.config.get("auth", {"type": "token"})
         kind = auth.get("type", "token")
         if kind == "token":
-            verify_webhook_token(request, self.slug)
-            return
+            return verify_webhook_token(webhook, self.slug)
         if kind == "header":
             secret = secret_value(auth.get("secret", ""))
-            if not secret:
-                if webhooks_open_without_secret():
-                    return
-                raise WebhookForbidden(f"{self.slug}: the shared secret is not configured; webhooks are refused")
-            if not constant_time_equals(secret, request.headers.get(auth["header"])):
+            # An unset secret is reached only with webhooks open (webhook_refusal).
+            if secret and not constant_time_equals(secret, webhook.headers.get(auth["header"])):
                 raise WebhookForbidden(f"missing or wrong {auth['header']} header")
-            return
-        # "none": an open webhook is acceptable for local development only.
-        if not webhooks_open_without_secret():
-            raise WebhookForbidden(f"{self.slug} has no webhook authentication; refused with DEBUG off")
+        # "none": open, which webhook_refusal allows for local development only.
+        return Verified(VOUCHED_WHOLE_REQUEST)
 
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS:
         """Inbound SMS, fields named by `inbound`; the config's `docs` names the aggregator's page."""
         names = self.config.get("inbound", {})
-        data = request_fields(request)
+        data = request_fields(webhook)
         body_fields = _names(names, "body")
         if not any(name in data for name in body_fields):
             raise MissingField(body_fields[0])
@@ -166,11 +163,11 @@ class ConfigurableProvider(Provider):
             raw=data,
         )
 
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
         """One delivery report per request, fields named by `status`; the config's `docs` names its page."""
         names = self.config.get("status", {})
-        data = request_fields(request)
-        reference = request.GET.get("ref") or first_of(data, *_names(names, "reference"), required=False)
+        data = request_fields(webhook)
+        reference = status_reference(webhook, verified, first_of(data, *_names(names, "reference"), required=False))
         provider_status = first_of(data, *_names(names, "status"))
         id_names = _names(names, "id")
         if not id_names and not reference:
@@ -200,7 +197,7 @@ class ConfigurableProvider(Provider):
             "dlt_template_id": str(sms.options.get("dlt_template_id") or ""),
             "dlt_entity_id": str(sms.options.get("dlt_entity_id") or ""),
         }
-        # The webhook token rides in the callback URL (services.callback_url): masked like the API secrets.
+        # The webhook token rides in the callback URL (deliver.callback_url): masked like the API secrets.
         secrets: list[str] = [webhook_token(self.slug)] if self._token_auth() else []
         url = render(outbound["url"], values, allow_env=True, secrets=secrets)
         params = render_params(outbound.get("params", {}), values, secrets)
@@ -213,14 +210,21 @@ class ConfigurableProvider(Provider):
             if value != ""
         }
         method = outbound.get("method", "POST").upper()
-        if method == "GET":
-            response, exchange = http_send("GET", url, params=params, headers=headers, secrets=secrets)
-        elif outbound.get("format", "form") == "json":
-            response, exchange = http_send("POST", url, json_body=params, headers=headers, secrets=secrets)
-        else:
-            response, exchange = http_send("POST", url, data=params, headers=headers, secrets=secrets)
-        provider_message_id, data = read_response(response.text, outbound.get("response", {}), exchange)
-        return SendResult(provider_message_id=provider_message_id, raw=data, exchanges=(exchange,))
+        # GET: params in the query; POST: params as the body, a form or JSON.
+        body = {} if method == "GET" else {"json" if outbound.get("format", "form") == "json" else "data": params}
+        reply = http_call(
+            method,
+            url,
+            params=params if method == "GET" else None,
+            headers=headers,
+            timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+            # {env:...} values are no declared settings: masked as the secrets of this call.
+            secrets=secrets,
+            service=self.slug,
+            **body,
+        )
+        provider_message_id = read_response(reply.text, outbound.get("response", {}), reply.exchange)
+        return SendResult(provider_message_id=provider_message_id, exchanges=(reply.exchange,))
 
     def _token_auth(self) -> bool:
         return self.config.get("auth", {}).get("type", "token") == "token"
@@ -267,9 +271,6 @@ class ConfigurableProvider(Provider):
         ):
             if not name.startswith("env:") and name not in PLACEHOLDERS:
                 raise AdapterConfigError(f"adapter {self.slug!r}: unknown placeholder {{{name}}}")
-        unknown = set(self.STATUS_MAP.values()) - OUR_STATUSES
-        if unknown:
-            raise AdapterConfigError(f"adapter {self.slug!r} maps onto unknown statuses {sorted(unknown)}")
         for key in ("from", "to", "body"):
             if not _names(self.config.get("inbound", {}), key):
                 raise AdapterConfigError(f"adapter {self.slug!r} needs inbound.{key}")
@@ -286,6 +287,15 @@ class ConfigurableProvider(Provider):
             raise AdapterConfigError(f"adapter {self.slug!r}: outbound.format must be form or json")
 
 
+def status_map_parse(slug: str, words: dict[str, Any]) -> dict[str, Status]:
+    """A config's status map (provider word -> ours, as JSON strings), keyed lower-case, onto Status members."""
+    mapped = {str(word).strip().lower(): str(ours) for word, ours in words.items()}
+    unknown = set(mapped.values()) - OUR_STATUSES
+    if unknown:
+        raise AdapterConfigError(f"adapter {slug!r} maps onto unknown statuses {sorted(unknown)}")
+    return {word: Status(ours) for word, ours in mapped.items()}
+
+
 def load_adapters() -> dict[str, ConfigurableProvider]:
     """The shipped adapters (one JSON file each), then settings.SMS_ADAPTERS, which may replace one."""
     configs: dict[str, dict[str, Any]] = {
@@ -298,11 +308,11 @@ def load_adapters() -> dict[str, ConfigurableProvider]:
 # Helpers (also used by delivery.providers.msg91) --------------------------------------
 
 
-def request_fields(request: HttpRequest) -> dict[str, Any]:
+def request_fields(webhook: WebhookRequest) -> dict[str, Any]:
     """The webhook's fields from the query string and the body together; the body wins on a clash."""
-    data = {name: value for name, value in request.GET.items() if name not in OWN_QUERY_PARAMS}
-    if request.method != "GET" and request.body.strip():
-        data.update(request_data(request))
+    data = {name: value for name, value in webhook.query.items() if name not in OWN_QUERY_PARAMS}
+    if webhook.method != "GET" and webhook.body.strip():
+        data.update(request_data(webhook))
     if not data:
         raise WebhookBadRequest("empty request: no query parameters and no body")
     return data
@@ -354,13 +364,12 @@ def render_params(templates: dict[str, Any], values: dict[str, str], secrets: li
     return rendered
 
 
-def read_response(text: str, spec: dict[str, Any], exchange: HttpExchange) -> tuple[str, dict[str, Any]]:
+def read_response(text: str, spec: dict[str, Any], exchange: HttpExchange) -> str:
     """The provider message id from a 2xx answer; aggregators often answer 200 to a refusal."""
     try:
         data: Any = json.loads(text)
     except ValueError:
         data = None
-    raw = data if isinstance(data, dict) else {"response": text[:1000]}
     if spec.get("success_path"):
         outcome = str(dig(data, spec["success_path"]) or "").lower()
         if outcome not in {str(value).lower() for value in spec.get("success_values", ["success"])}:
@@ -375,7 +384,7 @@ def read_response(text: str, spec: dict[str, Any], exchange: HttpExchange) -> tu
         provider_message_id = match.group(1) if match else ""
     if not provider_message_id:
         raise PermanentSendError(f"answered without a message id: {text[:200]}", code="no_id", exchanges=(exchange,))
-    return provider_message_id, raw
+    return provider_message_id
 
 
 def dig(data: Any, path: str) -> Any:
@@ -390,64 +399,6 @@ def dig(data: Any, path: str) -> Any:
         else:
             return None
     return data
-
-
-def http_send(
-    method: str,
-    url: str,
-    *,
-    params: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-    json_body: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-    secrets: Iterable[str] = (),
-) -> tuple[requests.Response, HttpExchange]:
-    """
-    One provider call: timeouts and connection errors are transient, 5xx/429 transient,
-    other 4xx permanent (generic.raise_for_send_status). The exchange has `secrets` masked,
-    since {env:...} values are not among the settings the channel log masks.
-    """
-    try:
-        response = requests.request(
-            method,
-            url,
-            params=params,
-            data=data,
-            json=json_body,
-            headers=headers,
-            timeout=settings.GATEWAY_TIMEOUT_SECONDS,
-        )
-    except requests.RequestException as exc:
-        failed = HttpExchange(method=method, url=url, request_headers=dict(headers or {}), error=repr(exc))
-        code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
-        raise TransientSendError(f"{code}: {exc}", code=code, exchanges=(mask(failed, secrets),)) from exc
-    exchange = mask(exchange_from_response(response), secrets)
-    raise_for_send_status(response, exchange)
-    return response, exchange
-
-
-def mask(exchange: HttpExchange, secrets: Iterable[str]) -> HttpExchange:
-    forms = sorted(
-        {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}, key=len, reverse=True
-    )
-    if not forms:
-        return exchange
-
-    def clean(text: str) -> str:
-        for form in forms:
-            text = text.replace(form, "********")
-        return text
-
-    return HttpExchange(
-        method=exchange.method,
-        url=clean(exchange.url),
-        request_headers={name: clean(str(value)) for name, value in exchange.request_headers.items()},
-        request_body=clean(exchange.request_body),
-        status_code=exchange.status_code,
-        response_body=clean(exchange.response_body),
-        elapsed_ms=exchange.elapsed_ms,
-        error=clean(exchange.error),
-    )
 
 
 def _names(section: dict[str, Any], key: str) -> tuple[str, ...]:

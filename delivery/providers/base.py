@@ -1,12 +1,15 @@
 """
-The provider boundary: HTTP in, dataclasses out, and back.
+The provider boundary: webhooks in, dataclasses out, and back.
 
-A provider module turns an aggregator's webhook into an `InboundSMS` or a
-`StatusUpdate`, and an `OutboundSMS` into an API call. It never imports a model.
+A provider module has two halves. Receiving turns an aggregator's webhook, given as a
+`WebhookRequest` whatever carried it, into an `InboundSMS` or `StatusUpdate`s
+(`authenticate`, then `parse_inbound` / `parse_status`, then `ack`). Sending turns an
+`OutboundSMS` into an API call. It never imports a model.
 """
 
 import hashlib
 import hmac
+import io
 import json
 import re
 from abc import ABC, abstractmethod
@@ -17,11 +20,14 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import BadRequest, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
-from django.http.multipartparser import MultiPartParserError
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
+from django.core.files.uploadhandler import MemoryFileUploadHandler
+from django.http import HttpRequest, QueryDict
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from django.utils.datastructures import CaseInsensitiveMapping
 
 from delivery.redaction import redact
+from delivery.statuses import Status
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class InboundSMS:
 
 @dataclass(frozen=True)
 class StatusUpdate:
-    status: str | None  # one of Message.Status values; None when the provider's word is unknown
+    status: Status | None  # None when the provider's word is unknown
     provider_status: str  # the provider's own word
     provider_message_id: str = ""
     reference: str = ""  # our Message.uuid, from the callback URL's ?ref=
@@ -47,6 +53,59 @@ class StatusUpdate:
     error_message: str = ""
     at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """
+    One webhook as it arrived, whatever carried it: the receiving half of the contract
+    reads this, never a Django request, so another transport builds one and the same
+    provider code authenticates and parses it. Built once per request
+    (`webhook_request_from` for HTTP, `webhook_request` from parts) and never changed.
+
+    `form` holds the fields of a urlencoded or multipart body as the signatures over
+    forms (Twilio, Plivo) see them; it is empty for other media types, and None with
+    `form_error` saying why when the body claims to be a form but cannot be read.
+    """
+
+    method: str
+    url: str  # as the aggregator signed it: PUBLIC_BASE_URL + path + query
+    path: str
+    query: QueryDict
+    headers: CaseInsensitiveMapping
+    body: bytes = b""
+    content_type: str = ""  # the media type, without parameters
+    form: QueryDict | None = field(default_factory=QueryDict)
+    form_error: str = ""
+    remote_addr: str = ""  # the caller, as the transport believes it (behind trusted proxies)
+
+
+# What a webhook's authentication vouched for. `parse_status` reads it: a signature over
+# the body alone says nothing about the URL's query, so an unsigned `?ref=` must not
+# choose the message a report moves.
+VOUCHED_WHOLE_REQUEST = "whole-request"  # a token, a shared-secret header, a signature over the URL
+VOUCHED_BODY_ONLY = "body-only"  # an HMAC over the raw body
+
+
+@dataclass(frozen=True)
+class Verified:
+    """
+    What `Provider.authenticate` proved about one webhook, handed to its parse. `nonces`
+    are the replay-cache keys it claimed: the receiver gives them back
+    (`replay.nonces_release`) when the webhook fails after authentication, so the
+    provider's retry of that very request passes.
+    """
+
+    scope: str  # VOUCHED_WHOLE_REQUEST or VOUCHED_BODY_ONLY
+    nonces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookAck:
+    """The answer a provider expects to an accepted webhook; the transport sends it as it can."""
+
+    content_type: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -61,7 +120,7 @@ class OutboundSMS:
 
 @dataclass(frozen=True)
 class HttpExchange:
-    """One HTTP call to a provider, as the channel log stores it (redacted there, not here)."""
+    """One HTTP call to a provider, as the channel log stores it; secrets are masked when it is recorded."""
 
     method: str
     url: str
@@ -76,7 +135,6 @@ class HttpExchange:
 @dataclass(frozen=True)
 class SendResult:
     provider_message_id: str
-    raw: dict[str, Any] = field(default_factory=dict)
     exchanges: tuple[HttpExchange, ...] = ()
 
 
@@ -136,7 +194,7 @@ class Provider(ABC):
     """
     Interface every provider implements. Stateless: one instance serves all requests.
 
-    STATUS_MAP maps the provider's status words (lower-case) onto Message.Status values;
+    STATUS_MAP maps the provider's status words (lower-case) onto outbound Status members;
     words in IGNORED are known but move nothing.
     """
 
@@ -158,7 +216,7 @@ class Provider(ABC):
     # Request headers that carry its webhook credential (a signature, a shared secret):
     # on /sms-handler and /sms-dlr, a request presenting one is this provider's to prove.
     CREDENTIAL_HEADERS: ClassVar[tuple[str, ...]] = ()
-    STATUS_MAP: ClassVar[dict[str, str]] = {}
+    STATUS_MAP: ClassVar[dict[str, Status]] = {}
     IGNORED: ClassVar[frozenset[str]] = frozenset()
     # Error codes (of a refused send or a delivery report) that mean the number opted out
     # at the carrier or aggregator: the number goes on our suppression list (Twilio 21610).
@@ -166,32 +224,38 @@ class Provider(ABC):
     # The same for providers whose reports carry the reason as a status code (MSG91).
     OPTED_OUT_STATUSES: ClassVar[frozenset[str]] = frozenset()
 
-    @abstractmethod
-    def authenticate(self, request: HttpRequest) -> None: ...
+    # Receiving: authenticate, then parse what was vouched for, then acknowledge. The
+    # receiver refuses every webhook while `webhook_refusal()` says so, before
+    # `authenticate` is called; a provider whose secret is unset is reached only when
+    # webhooks are open (DEBUG) and then takes the request as sent.
 
     @abstractmethod
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS: ...
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
+        """What the request's credential proves; WebhookForbidden when it proves nothing."""
 
     @abstractmethod
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS: ...
+
+    @abstractmethod
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
         """One webhook may carry several reports (MSG91 v2, Sinch batch reports)."""
 
     @abstractmethod
     def send(self, sms: OutboundSMS) -> SendResult: ...
 
-    def ack(self) -> HttpResponse:
-        return JsonResponse({"status": "accepted"})
+    def ack(self) -> WebhookAck:
+        return WebhookAck(content_type="application/json", body=json.dumps({"status": "accepted"}))
 
-    def claims(self, request: HttpRequest) -> bool:
+    def claims(self, webhook: WebhookRequest) -> bool:
         """
         For the provider-less /sms-handler and /sms-dlr: does the request present this
         provider's credential? One of its CREDENTIAL_HEADERS, or `?token=` equal to its
         <SLUG>_WEBHOOK_TOKEN. Never the payload's shape, which anyone can imitate.
         """
-        if any(request.headers.get(name) for name in self.CREDENTIAL_HEADERS):
+        if any(webhook.headers.get(name) for name in self.CREDENTIAL_HEADERS):
             return True
         token = getattr(settings, f"{self.slug.upper()}_WEBHOOK_TOKEN", "")
-        return constant_time_equals(token, request.GET.get("token"))
+        return constant_time_equals(token, webhook.query.get("token"))
 
     def webhook_refusal(self) -> str | None:
         """Why this provider refuses every webhook right now (its secret is unset), or None."""
@@ -213,7 +277,7 @@ class Provider(ABC):
         """What is wrong with a shortcode's provider options for this provider (checked when staff save them)."""
         return literal_credential_errors(options)
 
-    def map_status(self, provider_status: str) -> str | None:
+    def map_status(self, provider_status: str) -> Status | None:
         return self.STATUS_MAP.get((provider_status or "").strip().lower())
 
     def reports_opt_out(self, *, error_code: str, provider_status: str = "") -> bool:
@@ -269,33 +333,24 @@ def json_value(raw: bytes | str, *, field: str | None = None) -> Any:
         raise WebhookBadRequest(f"{what} is JSON nested too deeply", field=field) from None
 
 
-def form_data(request: HttpRequest) -> QueryDict:
+def form_data(webhook: WebhookRequest) -> QueryDict:
     """
-    The fields of a urlencoded or multipart body, as Django parsed them: the very object
-    form signatures (Twilio, Plivo) are checked over, so what is parsed is what was signed.
+    The fields of a urlencoded or multipart body: the very object form signatures
+    (Twilio, Plivo) are checked over, so what is parsed is what was signed.
 
-    Raises WebhookBadRequest for another media type or a body Django cannot parse. Django
-    answers an empty QueryDict on every read after a parse error; the error is kept on the
-    request so that every later reader (the parse after the signature check) sees it too.
+    Raises WebhookBadRequest for another media type or a body that could not be parsed.
     """
-    if not is_form_media_type(request.content_type):
+    if not is_form_media_type(webhook.content_type):
         raise WebhookBadRequest(
-            f"Content-Type {request.content_type or '(none)'} is not a form: "
+            f"Content-Type {webhook.content_type or '(none)'} is not a form: "
             "send application/x-www-form-urlencoded or multipart/form-data"
         )
-    error = getattr(request, "form_error", None)
-    if error is None:
-        try:
-            return request.POST
-        except MultiPartParserError as exc:
-            error = f"malformed multipart body: {exc}"
-        except (BadRequest, TooManyFieldsSent, TooManyFilesSent) as exc:
-            error = f"unreadable form body: {exc}"
-        request.form_error = error
-    raise WebhookBadRequest(error)
+    if webhook.form is None:
+        raise WebhookBadRequest(webhook.form_error or "unreadable form body")
+    return webhook.form
 
 
-def request_data(request: HttpRequest) -> dict[str, Any]:
+def request_data(webhook: WebhookRequest) -> dict[str, Any]:
     """
     The webhook's fields as a flat dict, read as the declared Content-Type says: a JSON
     object (JSON media types), the form (urlencoded or multipart; the last value of a
@@ -304,18 +359,18 @@ def request_data(request: HttpRequest) -> dict[str, Any]:
 
     Raises WebhookBadRequest for another media type or a body that does not parse.
     """
-    if request.method == "GET":
-        return dict(request.GET.items())
-    if is_json_media_type(request.content_type):
-        data = json_value(request.body)
+    if webhook.method == "GET":
+        return dict(webhook.query.items())
+    if is_json_media_type(webhook.content_type):
+        data = json_value(webhook.body)
         if not isinstance(data, dict):
             raise WebhookBadRequest("body must be a JSON object")
         return data
-    if not is_form_media_type(request.content_type):
+    if not is_form_media_type(webhook.content_type):
         raise WebhookBadRequest(
-            f"Content-Type {request.content_type or '(none)'} is not accepted; send {ACCEPTED_MEDIA_TYPES}"
+            f"Content-Type {webhook.content_type or '(none)'} is not accepted; send {ACCEPTED_MEDIA_TYPES}"
         )
-    form = form_data(request)
+    form = form_data(webhook)
     if not form:
         raise WebhookBadRequest("empty body: no form fields")
     return form.dict()
@@ -374,58 +429,82 @@ def public_url(request: HttpRequest) -> str:
     return base + request.get_full_path()
 
 
-def verify_webhook_token(request: HttpRequest, slug: str) -> None:
+def webhook_request_from(request: HttpRequest, *, remote_addr: str = "") -> WebhookRequest:
     """
-    For providers that sign nothing: `?token=` must equal <SLUG>_WEBHOOK_TOKEN. Unset
-    token: refused unless DEBUG is on (fail closed).
+    The transport-neutral webhook of a Django request: the URL as signed (`public_url`),
+    the client address as the caller believes it. Too large a body raises RequestDataTooBig.
     """
-    expected = getattr(settings, f"{slug.upper()}_WEBHOOK_TOKEN", "")
-    if not expected:
-        if webhooks_open_without_secret():
-            return
-        raise WebhookForbidden(f"{slug.upper()}_WEBHOOK_TOKEN is not configured; webhooks are refused")
-    if not constant_time_equals(expected, request.GET.get("token")):
-        raise WebhookForbidden("missing or wrong ?token=")
-
-
-def exchange_from_response(response, *, error: str = "") -> HttpExchange:
-    """Describe a `requests` response (and the request that caused it) for the channel log."""
-    request = response.request
-    body = request.body or ""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    return HttpExchange(
-        method=request.method or "",
-        url=request.url or "",
-        request_headers=dict(request.headers),
-        request_body=body,
-        status_code=response.status_code,
-        response_body=response.text[:10_000],
-        elapsed_ms=int(response.elapsed.total_seconds() * 1000),
-        error=error,
+    return webhook_request(
+        request.method or "",
+        public_url(request),
+        headers=dict(request.headers),
+        body=request.body,
+        remote_addr=remote_addr or request.META.get("REMOTE_ADDR", ""),
     )
 
 
-class ExchangeRecorder:
+def webhook_request(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    remote_addr: str = "",
+) -> WebhookRequest:
     """
-    Collects every HTTP exchange a `requests.Session` makes, through the documented
-    response hook. SDK-based providers (twilio, plivo) attach it to the SDK's session.
+    A webhook from its parts, whatever carried it: `url` as signed (query included), the
+    form parsed from `body` when the Content-Type says it is one.
     """
+    headers = CaseInsensitiveMapping(headers or {})
+    parts = urlsplit(url)
+    content_type = headers.get("Content-Type", "")
+    form, form_error = _form_parse(method.upper(), content_type, body)
+    return WebhookRequest(
+        method=method.upper(),
+        url=url,
+        path=parts.path,
+        query=QueryDict(parts.query),
+        headers=headers,
+        body=body,
+        content_type=content_type.split(";", 1)[0].strip().lower(),
+        form=form,
+        form_error=form_error,
+        remote_addr=remote_addr,
+    )
 
-    def __init__(self):
-        self.exchanges: list[HttpExchange] = []
 
-    def attach(self, session) -> "ExchangeRecorder":
-        session.hooks.setdefault("response", []).append(self._record)
-        return self
+def _form_parse(method: str, content_type: str, body: bytes) -> tuple[QueryDict | None, str]:
+    """
+    The form of a POSTed urlencoded or multipart body, by Django's own parsers (an empty
+    one for anything else), or None and why it cannot be read. Django's limits
+    (DATA_UPLOAD_MAX_NUMBER_FIELDS...) apply; too large a body raises RequestDataTooBig.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if method != "POST" or media_type not in FORM_MEDIA_TYPES:
+        return QueryDict(), ""
+    try:
+        if media_type == "multipart/form-data":
+            meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body))}
+            form, _files = MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()]).parse()
+            return form, ""
+        return QueryDict(body, encoding=settings.DEFAULT_CHARSET), ""
+    except RequestDataTooBig:
+        raise  # a 413, not a form that cannot be read
+    except MultiPartParserError as exc:
+        return None, f"malformed multipart body: {exc}"
+    except (BadRequest, SuspiciousOperation) as exc:
+        return None, f"unreadable form body: {exc}"
 
-    def _record(self, response, *args, **kwargs):
-        self.exchanges.append(exchange_from_response(response))
-        return response
 
-    def failed(self, method: str, url: str, error: Exception) -> None:
-        """A call that got no response (timeout, refused connection)."""
-        self.exchanges.append(HttpExchange(method=method, url=url, error=f"{error.__class__.__name__}: {error}"))
+def verify_webhook_token(webhook: WebhookRequest, slug: str) -> Verified:
+    """
+    For providers that sign nothing: `?token=` must equal <SLUG>_WEBHOOK_TOKEN. An unset
+    token is reached only with webhooks open (Provider.webhook_refusal refuses otherwise).
+    """
+    expected = getattr(settings, f"{slug.upper()}_WEBHOOK_TOKEN", "")
+    if expected and not constant_time_equals(expected, webhook.query.get("token")):
+        raise WebhookForbidden("missing or wrong ?token=")
+    return Verified(VOUCHED_WHOLE_REQUEST)
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -486,38 +565,17 @@ def literal_credential_errors(options: Any, path: str = "") -> list[str]:
     return errors
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a Retry-After header given in seconds (the HTTP-date form is treated as absent)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-# What a webhook's authentication vouched for. `authenticate` records it on the request,
-# `parse_status` reads it: a signature over the body alone says nothing about the URL's
-# query, so an unsigned `?ref=` must not choose the message a report moves.
-VOUCHED_WHOLE_REQUEST = "whole-request"  # a token, a shared-secret header, a signature over the URL
-VOUCHED_BODY_ONLY = "body-only"  # an HMAC over the raw body
-
-
-def webhook_vouched_record(request: HttpRequest, scope: str) -> None:
-    request.webhook_vouched = scope
-
-
-def status_reference(request: HttpRequest, body_reference: str) -> str:
+def status_reference(webhook: WebhookRequest, verified: Verified, body_reference: str) -> str:
     """
     Our reference (Message.uuid) for a status report, from `?ref=` or the body.
 
     When the whole request is vouched for, `?ref=` comes first. When only the body is
     signed, the body's reference wins, a `?ref=` that disagrees with it is refused (a
     captured report replayed at another message), and a `?ref=` alone is ignored, so the
-    provider's message id does the matching. A request nobody recorded counts as body-only.
+    provider's message id does the matching.
     """
-    query_reference = request.GET.get("ref", "")
-    if getattr(request, "webhook_vouched", VOUCHED_BODY_ONLY) == VOUCHED_WHOLE_REQUEST:
+    query_reference = webhook.query.get("ref", "")
+    if verified.scope == VOUCHED_WHOLE_REQUEST:
         return query_reference or body_reference
     if query_reference and body_reference and query_reference.strip().lower() != body_reference.strip().lower():
         raise WebhookForbidden("?ref= disagrees with the signed reference in the body")

@@ -2,15 +2,15 @@
 
 import logging
 
-from django.http import HttpRequest
-
 from delivery.providers.base import (
     InboundSMS,
     OutboundSMS,
     Provider,
     SendResult,
     StatusUpdate,
+    Verified,
     WebhookBadRequest,
+    WebhookRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -20,13 +20,13 @@ class ConsoleProvider(Provider):
     slug = "console"
     receives_webhooks = False
 
-    def authenticate(self, request: HttpRequest) -> None:
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
         raise WebhookBadRequest("the console provider receives no webhooks")
 
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS:
         raise WebhookBadRequest("the console provider receives no webhooks")
 
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
         raise WebhookBadRequest("the console provider receives no webhooks")
 
     def send(self, sms: OutboundSMS) -> SendResult:

@@ -14,18 +14,14 @@ shortcode's `outbound_url`, whose origin must be in GATEWAY_ALLOWED_ORIGINS) wit
 `Authorization: Bearer GATEWAY_API_KEY` (or the GATEWAY_* variable its `api_key_env` names).
 """
 
-import json
 import re
 import time
 
-import requests
 from django.conf import settings
-from django.http import HttpRequest
 
 from delivery.providers.base import (
     VOUCHED_BODY_ONLY,
     VOUCHED_WHOLE_REQUEST,
-    HttpExchange,
     InboundSMS,
     MissingField,
     OutboundSMS,
@@ -33,21 +29,20 @@ from delivery.providers.base import (
     Provider,
     SendResult,
     StatusUpdate,
-    TransientSendError,
+    Verified,
     WebhookForbidden,
+    WebhookRequest,
     constant_time_equals,
-    exchange_from_response,
     first_of,
     literal_credential_errors,
     outbound_url_refusal,
     request_data,
-    retry_after_seconds,
     status_reference,
     verify_hmac_sha256_hex,
-    webhook_vouched_record,
-    webhooks_open_without_secret,
 )
+from delivery.providers.http import http_call
 from delivery.redaction import env_secret
+from delivery.statuses import Status
 
 SENDER_FIELDS = ("from", "From", "sender", "msisdn", "mobile")
 RECIPIENT_FIELDS = ("to", "To", "shortcode", "recipient")
@@ -67,45 +62,41 @@ class GenericProvider(Provider):
     # Our generic contract defines no opt-out error code.
     OPTED_OUT_ERROR_CODES = frozenset()
     STATUS_MAP = {
-        "queued": "queued",
-        "accepted": "queued",
-        "enroute": "sent",
-        "submitted": "sent",
-        "sent": "sent",
-        "delivered": "delivered",
-        "delivrd": "delivered",
-        "undelivered": "undelivered",
-        "undeliv": "undelivered",
-        "expired": "undelivered",
-        "failed": "failed",
-        "rejected": "rejected",
-        "rejectd": "rejected",
+        "queued": Status.QUEUED,
+        "accepted": Status.QUEUED,
+        "enroute": Status.SENT,
+        "submitted": Status.SENT,
+        "sent": Status.SENT,
+        "delivered": Status.DELIVERED,
+        "delivrd": Status.DELIVERED,
+        "undelivered": Status.UNDELIVERED,
+        "undeliv": Status.UNDELIVERED,
+        "expired": Status.UNDELIVERED,
+        "failed": Status.FAILED,
+        "rejected": Status.REJECTED,
+        "rejectd": Status.REJECTED,
     }
 
-    def authenticate(self, request: HttpRequest) -> None:
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
         secret = settings.WEBHOOK_SECRET
         if not secret:
-            if webhooks_open_without_secret():
-                webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)  # local development: taken as sent
-                return
-            raise WebhookForbidden("WEBHOOK_SECRET is not configured; webhooks are refused")
-        if constant_time_equals(secret, request.headers.get("X-Webhook-Secret")):
-            webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)
-            return
-        signature = request.headers.get(SIGNATURE_HEADER, "")
+            return Verified(VOUCHED_WHOLE_REQUEST)  # webhooks are open (DEBUG): taken as sent
+        if constant_time_equals(secret, webhook.headers.get("X-Webhook-Secret")):
+            return Verified(VOUCHED_WHOLE_REQUEST)
+        signature = webhook.headers.get(SIGNATURE_HEADER, "")
         if not signature:
             raise WebhookForbidden(f"missing or wrong X-Webhook-Secret, or no {SIGNATURE_HEADER}")
-        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        timestamp = webhook.headers.get(TIMESTAMP_HEADER, "")
         if not signature_fresh(timestamp, now=time.time()):
             raise WebhookForbidden(
                 f"{TIMESTAMP_HEADER} missing or more than {settings.WEBHOOK_SIGNATURE_MAX_AGE_SECONDS} s from now"
             )
-        if not verify_hmac_sha256_hex(secret, signed_content(timestamp, request.body), signature):
+        if not verify_hmac_sha256_hex(secret, signed_content(timestamp, webhook.body), signature):
             raise WebhookForbidden(f"wrong {SIGNATURE_HEADER}")
-        webhook_vouched_record(request, VOUCHED_BODY_ONLY)
+        return Verified(VOUCHED_BODY_ONLY)
 
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
-        data = request_data(request)
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS:
+        data = request_data(webhook)
         return InboundSMS(
             sender=first_of(data, *SENDER_FIELDS),
             recipient=first_of(data, *RECIPIENT_FIELDS),
@@ -113,23 +104,23 @@ class GenericProvider(Provider):
             body=self._body(data),
             provider_message_id=first_of(data, *ID_FIELDS, required=False) or None,
             raw=data,
-            **self._replay(request),
+            **self._replay(webhook, verified),
         )
 
     @staticmethod
-    def _replay(request: HttpRequest) -> dict:
+    def _replay(webhook: WebhookRequest, verified: Verified) -> dict:
         """A timestamped signature identifies this very request for as long as it is accepted."""
-        if getattr(request, "webhook_vouched", None) != VOUCHED_BODY_ONLY:
+        if verified.scope != VOUCHED_BODY_ONLY:
             return {}
         return {
-            "replay_key": request.headers.get(SIGNATURE_HEADER, ""),
+            "replay_key": webhook.headers.get(SIGNATURE_HEADER, ""),
             # The timestamp passes for the window either side of now.
             "replay_window_seconds": 2 * settings.WEBHOOK_SIGNATURE_MAX_AGE_SECONDS,
         }
 
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
-        data = request_data(request)
-        reference = status_reference(request, first_of(data, "reference", required=False))
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
+        data = request_data(webhook)
+        reference = status_reference(webhook, verified, first_of(data, "reference", required=False))
         provider_message_id = first_of(data, *ID_FIELDS, required=not reference)
         provider_status = first_of(data, "status", "Status")
         update = StatusUpdate(
@@ -167,17 +158,14 @@ class GenericProvider(Provider):
                 payload[str(theirs)] = sms.options[ours]
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = float(sms.options.get("timeout") or settings.GATEWAY_TIMEOUT_SECONDS)
-        response, exchange = post_json(url, payload, headers, timeout=timeout)
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
+        reply = http_call("POST", url, json=payload, headers=headers, timeout=timeout, secrets=[api_key])
+        data = reply.data()
         provider_message_id = str(data.get("id") or data.get("message_id") or "") if isinstance(data, dict) else ""
         if not provider_message_id:
             raise PermanentSendError(
-                f"gateway answered {response.status_code} without an id", code="no_id", exchanges=(exchange,)
+                f"gateway answered {reply.status_code} without an id", code="no_id", exchanges=(reply.exchange,)
             )
-        return SendResult(provider_message_id=provider_message_id, raw=data, exchanges=(exchange,))
+        return SendResult(provider_message_id=provider_message_id, exchanges=(reply.exchange,))
 
     def config_errors(self, options: dict) -> list[str]:
         errors = literal_credential_errors(options)
@@ -230,41 +218,3 @@ def gateway_api_key(options: dict) -> str:
     if not key:
         raise PermanentSendError(f"environment variable {name} is not set", code="not_configured")
     return key
-
-
-# One pooled session per process: a keep-alive connection to the gateway saves a TCP
-# (and TLS) handshake on every send.
-SESSION = requests.Session()
-
-
-def post_json(
-    url: str, payload: dict, headers: dict[str, str], *, timeout: float | None = None
-) -> tuple[requests.Response, HttpExchange]:
-    """POST and sort failures into transient (retry) and permanent (give up) ones."""
-    try:
-        response = SESSION.post(url, json=payload, headers=headers, timeout=timeout or settings.GATEWAY_TIMEOUT_SECONDS)
-    except requests.RequestException as exc:
-        failed = HttpExchange(
-            method="POST", url=url, request_headers=headers, request_body=json.dumps(payload), error=repr(exc)
-        )
-        code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
-        raise TransientSendError(f"gateway {code}: {exc}", code=code, exchanges=(failed,)) from exc
-    exchange = exchange_from_response(response)
-    raise_for_send_status(response, exchange)
-    return response, exchange
-
-
-def raise_for_send_status(response: requests.Response, exchange: HttpExchange) -> None:
-    """5xx and 429 are worth retrying (Retry-After honoured); any other 4xx will not get better."""
-    status = response.status_code
-    if status == 429 or status >= 500:
-        raise TransientSendError(
-            f"gateway answered {status}: {response.text[:200]}",
-            code=str(status),
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-            exchanges=(exchange,),
-        )
-    if status >= 400:
-        raise PermanentSendError(
-            f"gateway answered {status}: {response.text[:200]}", code=str(status), exchanges=(exchange,)
-        )

@@ -19,9 +19,8 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
 
-from delivery.providers.adapter import http_send, request_fields
+from delivery.providers.adapter import request_fields
 from delivery.providers.base import (
     InboundSMS,
     MissingField,
@@ -31,13 +30,18 @@ from delivery.providers.base import (
     SendResult,
     StatusUpdate,
     TransientSendError,
+    Verified,
     WebhookBadRequest,
+    WebhookRequest,
     first_of,
     is_json_media_type,
     json_value,
+    status_reference,
     verify_webhook_token,
 )
+from delivery.providers.http import http_call
 from delivery.segments import UCS2, encoding_of
+from delivery.statuses import Status
 
 # Inbound (virtual number / keyword forwarding): MSG91 does not publish the field names,
 # so these are the names MSG91's own APIs and other Indian aggregators use.
@@ -61,25 +65,25 @@ class Msg91Provider(Provider):
     SEND_SETTINGS = ("MSG91_AUTH_KEY",)
     # MSG91 report status codes onto ours.
     STATUS_MAP = {
-        "1": "delivered",
+        "1": Status.DELIVERED,
         # MSG91 does not say whether the operator ever had it; final either way.
-        "2": "failed",
+        "2": Status.FAILED,
         # NDNC (the number is on the Do-Not-Disturb registry), blocked number, and the two
-        # rejection codes: the operator or MSG91 refused it, which is what "rejected" means.
-        "9": "rejected",
-        "16": "rejected",
-        "17": "rejected",
-        "25": "rejected",
+        # rejection codes: the operator or MSG91 refused it, which is what `rejected` means.
+        "9": Status.REJECTED,
+        "16": Status.REJECTED,
+        "17": Status.REJECTED,
+        "25": Status.REJECTED,
     }
     # 17 "Blocked number": the number opted out of this account's SMS (msg91.com guide "Exact
     # Information of The Delivery Report Status"). NDNC (9) is not an opt-out from us: the
     # national registry bars promotional traffic only. sendhttp documents no opt-out error.
     OPTED_OUT_STATUSES = frozenset({"17"})
 
-    def authenticate(self, request: HttpRequest) -> None:
-        verify_webhook_token(request, self.slug)
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
+        return verify_webhook_token(webhook, self.slug)
 
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS:
         """
         Virtual number / keyword forwarding. MSG91's help ("Virtual Number") documents the
         forwarding but not its field names, so a reasonable set is accepted: sender
@@ -87,7 +91,7 @@ class Msg91Provider(Provider):
         (else `keyword` alone), our number `inNumber`/`to`/`shortcode`/`vmn`/`longcode`,
         id `id`/`requestId`/`msgId`/`messageId`. JSON, form or query string.
         """
-        data = request_fields(request)
+        data = request_fields(webhook)
         if any(name in data for name in BODY_FIELDS):
             body = first_of(data, *BODY_FIELDS, required=False)
         elif "keyword" in data:
@@ -102,15 +106,15 @@ class Msg91Provider(Provider):
             raw=data,
         )
 
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
         """
         Panel webhook v2 (form `data`) and v3 (flat JSON, an object or a list of them).
         One request id covers every number of one send, so each report keeps its
         `number` in `raw`. Docs: msg91.com help "How to use Webhook to get the delivery report".
         """
-        reference = request.GET.get("ref", "")
+        reference = status_reference(webhook, verified, "")
         updates = []
-        for report in _flat_reports(request):
+        for report in _flat_reports(webhook):
             provider_status = first_of(report, "status")
             mapped = self.map_status(provider_status)
             description = first_of(report, "failedReason", "desc", required=False)
@@ -120,7 +124,7 @@ class Msg91Provider(Provider):
                     provider_status=provider_status,
                     provider_message_id=first_of(report, "requestId"),
                     reference=reference,
-                    error_message="" if mapped == "delivered" else description,
+                    error_message="" if mapped == Status.DELIVERED else description,
                     # `date` has no zone in MSG91's documents; delivered_at falls back to arrival time.
                     raw=report,
                 )
@@ -148,18 +152,25 @@ class Msg91Provider(Provider):
         if dlt_template_id:
             form["DLT_TE_ID"] = str(dlt_template_id)
         url = f"{settings.MSG91_API_BASE.rstrip('/')}/api/sendhttp.php"
-        response, exchange = http_send("POST", url, data=form)
-        request_id = _request_id(response.text, exchanges=(exchange,))
-        return SendResult(provider_message_id=request_id, raw={"response": response.text[:1000]}, exchanges=(exchange,))
+        reply = http_call(
+            "POST",
+            url,
+            data=form,
+            timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+            secrets=[settings.MSG91_AUTH_KEY],
+            service="MSG91",
+        )
+        request_id = _request_id(reply.text, exchanges=(reply.exchange,))
+        return SendResult(provider_message_id=request_id, exchanges=(reply.exchange,))
 
 
-def _flat_reports(request: HttpRequest) -> list[dict[str, Any]]:
+def _flat_reports(webhook: WebhookRequest) -> list[dict[str, Any]]:
     """Every per-number report in the request, each with its send's fields (requestId, senderId...)."""
     # v3 by its declared JSON media type, v2 by its form (or query) field: never by sniffing the body.
-    if is_json_media_type(request.content_type):
-        payload = json_value(request.body)
+    if is_json_media_type(webhook.content_type):
+        payload = json_value(webhook.body)
     else:
-        fields = request_fields(request)
+        fields = request_fields(webhook)
         if "data" not in fields:
             raise MissingField("data")
         if not isinstance(fields["data"], str):

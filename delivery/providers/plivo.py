@@ -5,8 +5,9 @@ Webhooks are form-encoded and signed with `X-Plivo-Signature-V3` (URL, query and
 which is required. The Messaging documents' older `X-Plivo-Signature-V2` covers the URL
 without its query and a nonce, not the body: it is accepted only with
 PLIVO_ALLOW_SIGNATURE_V2 on, and then each nonce once within PLIVO_V2_NONCE_TTL_SECONDS.
-The SDK's functions check both. Sends go through the SDK's REST client; PLIVO_API_BASE
-aims it at another origin (a local stand-in in tests, an edge proxy in production).
+The SDK's functions check both. Sends go through the SDK's REST client, whose HTTP is
+delivery.providers.http's; PLIVO_API_BASE aims it at another origin (a local stand-in in
+tests, an edge proxy in production).
 """
 
 from typing import Any
@@ -15,33 +16,32 @@ from urllib.parse import urlsplit
 import plivo
 import requests
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
 from plivo.exceptions import PlivoRestError
 from plivo.utils import validate_signature, validate_v3_signature
 
 from delivery.providers.base import (
     VOUCHED_BODY_ONLY,
     VOUCHED_WHOLE_REQUEST,
-    ExchangeRecorder,
     InboundSMS,
     MissingField,
     OutboundSMS,
     PermanentSendError,
     Provider,
+    SendError,
     SendResult,
     StatusUpdate,
-    TransientSendError,
+    Verified,
+    WebhookAck,
     WebhookForbidden,
+    WebhookRequest,
     first_of,
     form_data,
-    public_url,
     request_data,
-    retry_after_seconds,
     status_reference,
-    webhook_vouched_record,
-    webhooks_open_without_secret,
 )
+from delivery.providers.http import HttpReply, http_send, send_error, setting_values
 from delivery.providers.replay import nonce_claim
+from delivery.statuses import Status
 
 # Plain headers are signed with the token of the (sub)account owning the number, the
 # `-Ma-` ones with the main account's: whichever our PLIVO_AUTH_TOKEN is, one matches.
@@ -85,28 +85,35 @@ def signature_v2_valid(auth_token: str, url: str, nonce: str, signature: str) ->
         return False
 
 
-class _RebasedClient(plivo.RestClient):
+class _SdkClient(plivo.RestClient):
     """
-    The SDK's client, sent to `api_base` instead of Plivo's host when set (the SDK
-    resets its own base URI on every request, so the prepared request is rebased).
-    It keeps the last response because the SDK's exceptions drop the status and
-    headers, and the retry decision and Retry-After live there.
+    The SDK's client, its requests sent through delivery.providers.http like every send
+    (pooled, timed, recorded, masked) instead of the SDK's own sessions, and to
+    `api_base` instead of Plivo's host when set (the SDK resets its own base URI on every
+    request, so the prepared request is rebased). Every answer goes back to the SDK,
+    which parses it and raises its own errors; the replies stay here, because those
+    errors drop the status and headers that the retry decision and Retry-After need.
+    One per send.
     """
 
     def __init__(self, auth_id: str, auth_token: str, *, api_base: str, timeout: float):
         super().__init__(auth_id, auth_token, timeout=timeout)
         self.api_base = api_base.rstrip("/")
-        self.last_url = ""
-        self.last_response: requests.Response | None = None
+        self.replies: list[HttpReply] = []
 
     def send_request(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:
         if self.api_base:
             parts = urlsplit(request.url)
             request.url = self.api_base + parts.path + (f"?{parts.query}" if parts.query else "")
-        self.last_url = request.url
-        self.last_response = None
-        self.last_response = super().send_request(request, **kwargs)
-        return self.last_response
+        reply = http_send(
+            request,
+            timeout=self.timeout,
+            secrets=setting_values(PlivoProvider.SECRET_SETTINGS),
+            service="Plivo",
+            check=False,
+        )
+        self.replies.append(reply)
+        return reply.response
 
 
 class PlivoProvider(Provider):
@@ -122,40 +129,36 @@ class PlivoProvider(Provider):
     OPTED_OUT_ERROR_CODES = frozenset({"200"})
     # Plivo's message states (docs/PROVIDERS.md, Plivo: status callbacks) in our words.
     STATUS_MAP = {
-        "queued": "queued",
-        "sent": "sent",  # final in the US and Canada, where carriers send no receipts
-        "delivered": "delivered",
-        "read": "delivered",  # WhatsApp: read implies delivered
-        "undelivered": "undelivered",
-        "failed": "failed",  # never handed to a carrier
-        "rejected": "rejected",  # carrier or regulatory rejection
+        "queued": Status.QUEUED,
+        "sent": Status.SENT,  # final in the US and Canada, where carriers send no receipts
+        "delivered": Status.DELIVERED,
+        "read": Status.DELIVERED,  # WhatsApp: read implies delivered
+        "undelivered": Status.UNDELIVERED,
+        "failed": Status.FAILED,  # never handed to a carrier
+        "rejected": Status.REJECTED,  # carrier or regulatory rejection
         # A state of *inbound* messages: on an outbound report it says nothing about
         # progress, and `queued`, the lowest rank, moves nothing.
-        "received": "queued",
+        "received": Status.QUEUED,
     }
 
-    def authenticate(self, request: HttpRequest) -> None:
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
         token = settings.PLIVO_AUTH_TOKEN
         if not token:
-            if webhooks_open_without_secret():
-                webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)  # local development: taken as sent
-                return
-            raise WebhookForbidden("PLIVO_AUTH_TOKEN is not configured; Plivo webhooks are refused")
-        url = public_url(request)
-        v3 = [request.headers[name] for name in V3_SIGNATURE_HEADERS if request.headers.get(name)]
-        if v3 or request.headers.get(V3_NONCE_HEADER):
+            return Verified(VOUCHED_WHOLE_REQUEST)  # webhooks are open (DEBUG): taken as sent
+        url = webhook.url
+        v3 = [webhook.headers[name] for name in V3_SIGNATURE_HEADERS if webhook.headers.get(name)]
+        if v3 or webhook.headers.get(V3_NONCE_HEADER):
             # V3 covers the query and the body; once it is offered, the weaker V2 is not tried.
-            nonce = request.headers.get(V3_NONCE_HEADER, "")
+            nonce = webhook.headers.get(V3_NONCE_HEADER, "")
             # Lists, so that a repeated field is signed as Plivo signed it. form_data is the
             # form request_data parses (and refuses any other media type), so the parse reads
             # exactly what the signature covers.
-            form = form_data(request)
+            form = form_data(webhook)
             params = {name: form.getlist(name) for name in form}
-            if not any(signature_v3_valid(token, request.method, url, nonce, sig, params) for sig in v3):
+            if not any(signature_v3_valid(token, webhook.method, url, nonce, sig, params) for sig in v3):
                 raise WebhookForbidden(f"missing or wrong {V3_SIGNATURE_HEADERS[0]}")
-            webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)
-            return
-        v2 = [request.headers[name] for name in V2_SIGNATURE_HEADERS if request.headers.get(name)]
+            return Verified(VOUCHED_WHOLE_REQUEST)
+        v2 = [webhook.headers[name] for name in V2_SIGNATURE_HEADERS if webhook.headers.get(name)]
         if not v2:
             raise WebhookForbidden(f"missing {V3_SIGNATURE_HEADERS[0]}")
         if not settings.PLIVO_ALLOW_SIGNATURE_V2:
@@ -163,23 +166,23 @@ class PlivoProvider(Provider):
             raise WebhookForbidden(
                 f"{V2_SIGNATURE_HEADERS[0]} does not cover the body; {V3_SIGNATURE_HEADERS[0]} is required"
             )
-        nonce = request.headers.get(V2_NONCE_HEADER, "")
+        nonce = webhook.headers.get(V2_NONCE_HEADER, "")
         if not any(signature_v2_valid(token, url, nonce, sig) for sig in v2):
             raise WebhookForbidden(f"missing or wrong {V2_SIGNATURE_HEADERS[0]}")
         # V2 carries no timestamp, so its signature never expires: each nonce passes once.
-        ttl = settings.PLIVO_V2_NONCE_TTL_SECONDS
-        if not nonce_claim(scheme="plivo-v2", nonce=nonce, ttl_seconds=ttl, request=request):
+        claimed = nonce_claim(scheme="plivo-v2", nonce=nonce, ttl_seconds=settings.PLIVO_V2_NONCE_TTL_SECONDS)
+        if claimed is None:
             raise WebhookForbidden(f"{V2_NONCE_HEADER} was already used: a replayed request is refused")
         # V2 covers the URL without its query: an unsigned `?ref=` may not choose the message.
-        webhook_vouched_record(request, VOUCHED_BODY_ONLY)
+        return Verified(VOUCHED_BODY_ONLY, nonces=(claimed,))
 
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS:
         """
         Incoming message to the application's message_url (form-encoded). Numbers come
         without "+"; the caller normalises them.
         Docs: https://www.plivo.com/docs/messaging/api/message/handling-incoming
         """
-        data = request_data(request)
+        data = request_data(webhook)
         # SMS carry `Text`; MMS carry `Body`. An empty text is a message too.
         text_field = next((name for name in ("Text", "Body") if name in data), None)
         if text_field is None:
@@ -192,7 +195,7 @@ class PlivoProvider(Provider):
             raw=data,
         )
 
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
         """
         Message status callback to the `url` given at send, one message per request. Its
         times carry no zone, so the report's time is when we received it. Each part of a
@@ -200,14 +203,14 @@ class PlivoProvider(Provider):
         UUID the send answered with: the report is about that message, so it carries that id.
         Docs: https://www.plivo.com/docs/messaging/api/message/message-status-callbacks
         """
-        data = request_data(request)
+        data = request_data(webhook)
         provider_status = first_of(data, "Status")
         message_uuid = first_of(data, "MessageUUID")
         update = StatusUpdate(
             status=self.map_status(provider_status),
             provider_status=provider_status,
             provider_message_id=first_of(data, "ParentMessageUUID", required=False) or message_uuid,
-            reference=status_reference(request, ""),
+            reference=status_reference(webhook, verified, ""),
             error_code=first_of(data, "ErrorCode", required=False),
             raw=data,
         )
@@ -220,8 +223,8 @@ class PlivoProvider(Provider):
         if not settings.PLIVO_AUTH_ID or not settings.PLIVO_AUTH_TOKEN:
             raise PermanentSendError("PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN must be set", code="not_configured")
         try:
-            # A client per send: the recorder hooks its session, and the provider stays stateless.
-            client = _RebasedClient(
+            # A client per send: it keeps this send's replies, and the provider stays stateless.
+            client = _SdkClient(
                 settings.PLIVO_AUTH_ID,
                 settings.PLIVO_AUTH_TOKEN,
                 api_base=settings.PLIVO_API_BASE,
@@ -229,7 +232,6 @@ class PlivoProvider(Provider):
             )
         except PlivoRestError as exc:  # the SDK refuses an auth ID not shaped MA…/SA…
             raise PermanentSendError(f"Plivo client: {exc}", code="not_configured") from exc
-        recorder = ExchangeRecorder().attach(client.session)
         params: dict[str, Any] = {
             "src": sms.sender,
             # Plivo wants digits with the country code, no "+" (docs/PROVIDERS.md, Plivo: send).
@@ -242,53 +244,32 @@ class PlivoProvider(Provider):
         for option, parameter in DLT_PARAMETERS.items():
             if sms.options.get(option):
                 params[parameter] = str(sms.options[option])
+        # A call that got no answer raises TransientSendError from the helper, through the SDK.
         try:
-            with client:  # closes the client's sessions
+            with client:  # closes the SDK's own sessions, which it opened and we never use
                 response = client.messages.create(**params)
         except PlivoRestError as exc:
-            raise self._api_error(exc, client, recorder) from exc
-        except requests.RequestException as exc:
-            recorder.failed("POST", client.last_url, exc)
-            code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
-            raise TransientSendError(f"Plivo {code}: {exc}", code=code, exchanges=tuple(recorder.exchanges)) from exc
+            raise self._api_error(exc, client.replies) from exc
+        exchanges = tuple(reply.exchange for reply in client.replies)
         uuids = getattr(response, "message_uuid", None) or []
         if not uuids:
             # Plivo took it but we cannot match its reports; retrying could send it twice.
             raise PermanentSendError(
-                "Plivo accepted the message without a message_uuid", code="no_id", exchanges=tuple(recorder.exchanges)
+                "Plivo accepted the message without a message_uuid", code="no_id", exchanges=exchanges
             )
         # One UUID per destination; we send to one.
-        return SendResult(
-            provider_message_id=str(uuids[0]),
-            raw=_json(client.last_response),
-            exchanges=tuple(recorder.exchanges),
-        )
+        return SendResult(provider_message_id=str(uuids[0]), exchanges=exchanges)
 
     @staticmethod
-    def _api_error(
-        exc: PlivoRestError, client: _RebasedClient, recorder: ExchangeRecorder
-    ) -> TransientSendError | PermanentSendError:
-        """5xx and 429 are worth retrying; any other answer will not get better. Plivo's errors carry no code."""
-        response = client.last_response
-        exchanges = tuple(recorder.exchanges)
-        if response is None:
+    def _api_error(exc: PlivoRestError, replies: list[HttpReply]) -> SendError:
+        """The SDK's error for the last answer, sorted by its status (5xx and 429 retried). Plivo's carry no code."""
+        if not replies:
             # The SDK refused the arguments before calling (e.g. src equal to dst).
             return PermanentSendError(f"Plivo SDK refused the message: {exc}", code="invalid_request")
-        status = response.status_code
-        text = f"Plivo answered {status}: {exc}"
-        if status == 429 or status >= 500:
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            return TransientSendError(text, code=str(status), retry_after=retry_after, exchanges=exchanges)
-        return PermanentSendError(text, code=str(status), exchanges=exchanges)
+        status = replies[-1].status_code
+        exchanges = tuple(reply.exchange for reply in replies)
+        return send_error(replies[-1], f"Plivo answered {status}: {exc}", code=str(status), exchanges=exchanges)
 
-    def ack(self) -> HttpResponse:
+    def ack(self) -> WebhookAck:
         # An empty Plivo XML document: reply later through the API, never in the webhook's answer.
-        return HttpResponse("<Response></Response>", content_type="application/xml")
-
-
-def _json(response: requests.Response | None) -> dict[str, Any]:
-    try:
-        data = response.json() if response is not None else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return WebhookAck(content_type="application/xml", body="<Response></Response>")

@@ -16,25 +16,18 @@ import hashlib
 from django.core.cache import cache
 
 
-def nonce_claim(*, scheme: str, nonce: str, ttl_seconds: int, request=None) -> bool:
+def nonce_claim(*, scheme: str, nonce: str, ttl_seconds: int) -> str | None:
     """
-    True the first time `nonce` is seen under `scheme` within `ttl_seconds`; False for a
-    replay. A claim made for `request` is remembered on it for `nonces_release`.
+    The cache key claimed the first time `nonce` is seen under `scheme` within
+    `ttl_seconds` (kept in Verified.nonces for `nonces_release`); None for a replay.
     """
     # Hashed: the nonce is the sender's text, and cache keys must stay short and plain.
     digest = hashlib.sha256(nonce.encode()).hexdigest()
     key = f"webhook-nonce:{scheme}:{digest}"
-    claimed = cache.add(key, 1, timeout=max(1, int(ttl_seconds)))
-    if claimed and request is not None:
-        request.__dict__.setdefault(_CLAIMED, []).append(key)
-    return claimed
+    return key if cache.add(key, 1, timeout=max(1, int(ttl_seconds))) else None
 
 
-def nonces_release(request) -> None:
-    """Give back the nonces `request` claimed: it failed, and its retry must pass."""
-    keys = request.__dict__.pop(_CLAIMED, [])
+def nonces_release(keys: tuple[str, ...]) -> None:
+    """Give back the nonces a webhook claimed: it failed, and its retry must pass."""
     if keys:
-        cache.delete_many(keys)
-
-
-_CLAIMED = "webhook_claimed_nonces"
+        cache.delete_many(list(keys))

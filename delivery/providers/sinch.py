@@ -24,11 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
 
 from delivery.providers.base import (
     VOUCHED_BODY_ONLY,
-    VOUCHED_WHOLE_REQUEST,
     InboundSMS,
     MissingField,
     OutboundSMS,
@@ -36,16 +34,18 @@ from delivery.providers.base import (
     Provider,
     SendResult,
     StatusUpdate,
+    Verified,
     WebhookBadRequest,
     WebhookForbidden,
+    WebhookRequest,
     first_of,
     request_data,
     status_reference,
     verify_webhook_token,
-    webhook_vouched_record,
 )
-from delivery.providers.generic import post_json
+from delivery.providers.http import http_call
 from delivery.providers.replay import nonce_claim
+from delivery.statuses import Status
 
 SIGNATURE_HEADER = "x-sinch-webhook-signature"
 NONCE_HEADER = "x-sinch-webhook-signature-nonce"
@@ -85,46 +85,44 @@ class SinchProvider(Provider):
     OPTED_OUT_ERROR_CODES = frozenset()
     # Sinch's statuses (Title-case on the wire, UPPERCASE in the Python SDK) onto ours.
     STATUS_MAP = {
-        "queued": "queued",  # still inside Sinch, waiting for the account's rate
-        "dispatched": "sent",  # accepted for delivery by the operator's SMSC
-        "delivered": "delivered",
-        # Handed to the SMSC but no receipt (or an unreadable one) came back: "sent" is all
+        "queued": Status.QUEUED,  # still inside Sinch, waiting for the account's rate
+        "dispatched": Status.SENT,  # accepted for delivery by the operator's SMSC
+        "delivered": Status.DELIVERED,
+        # Handed to the SMSC but no receipt (or an unreadable one) came back: `sent` is all
         # we know, and it must not read as a failure to support agents.
-        "unknown": "sent",
-        "failed": "undelivered",  # the operator tried and could not deliver
-        "deleted": "undelivered",  # dropped by the remote SMSC (invalid or opted-out number)
-        "rejected": "rejected",  # refused by the SMSC
-        # The next three never reached an operator, which is what our "failed" means.
-        "aborted": "failed",  # unroutable, unprovisioned region, no default originator
-        "cancelled": "failed",  # cancelled before dispatch
-        "expired": "failed",  # expired before it reached the SMSC
+        "unknown": Status.SENT,
+        "failed": Status.UNDELIVERED,  # the operator tried and could not deliver
+        "deleted": Status.UNDELIVERED,  # dropped by the remote SMSC (invalid or opted-out number)
+        "rejected": Status.REJECTED,  # refused by the SMSC
+        # The next three never reached an operator, which is what our `failed` means.
+        "aborted": Status.FAILED,  # unroutable, unprovisioned region, no default originator
+        "cancelled": Status.FAILED,  # cancelled before dispatch
+        "expired": Status.FAILED,  # expired before it reached the SMSC
     }
 
-    def authenticate(self, request: HttpRequest) -> None:
+    def authenticate(self, webhook: WebhookRequest) -> Verified:
         secret = settings.SINCH_WEBHOOK_SECRET
         if not secret:
-            verify_webhook_token(request, self.slug)
-            webhook_vouched_record(request, VOUCHED_WHOLE_REQUEST)
-            return
-        signature = request.headers.get(SIGNATURE_HEADER, "")
-        nonce = request.headers.get(NONCE_HEADER, "")
-        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+            return verify_webhook_token(webhook, self.slug)
+        signature = webhook.headers.get(SIGNATURE_HEADER, "")
+        nonce = webhook.headers.get(NONCE_HEADER, "")
+        timestamp = webhook.headers.get(TIMESTAMP_HEADER, "")
         if not (signature and nonce and timestamp):
             raise WebhookForbidden("missing x-sinch-webhook-signature, -nonce or -timestamp header")
         if not signature_fresh(timestamp, now=time.time()):
             raise WebhookForbidden("x-sinch-webhook-signature-timestamp is not within 5 minutes of now")
-        if not signature_valid(secret, request.body, nonce, timestamp, signature):
+        if not signature_valid(secret, webhook.body, nonce, timestamp, signature):
             raise WebhookForbidden("wrong x-sinch-webhook-signature")
         # A timestamp passes for MAX_SIGNATURE_AGE_SECONDS either side of now: keep the nonce that long twice over.
-        ttl = 2 * MAX_SIGNATURE_AGE_SECONDS
-        if not nonce_claim(scheme="sinch", nonce=nonce, ttl_seconds=ttl, request=request):
+        claimed = nonce_claim(scheme="sinch", nonce=nonce, ttl_seconds=2 * MAX_SIGNATURE_AGE_SECONDS)
+        if claimed is None:
             raise WebhookForbidden("x-sinch-webhook-signature-nonce was already used: a replayed request is refused")
         # The signature covers the body, not the callback URL's query.
-        webhook_vouched_record(request, VOUCHED_BODY_ONLY)
+        return Verified(VOUCHED_BODY_ONLY, nonces=(claimed,))
 
-    def parse_inbound(self, request: HttpRequest) -> InboundSMS:
+    def parse_inbound(self, webhook: WebhookRequest, verified: Verified) -> InboundSMS:
         """MO callback, `type: mo_text`. Docs: SMS API reference, Inbounds > MOText."""
-        data = request_data(request)
+        data = request_data(webhook)
         kind = first_of(data, "type")
         if kind not in MO_TYPES:
             # mo_binary carries a Base64 body and UDH: not a keyword a shortcode can answer.
@@ -139,16 +137,16 @@ class SinchProvider(Provider):
             raw=data,
         )
 
-    def parse_status(self, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_status(self, webhook: WebhookRequest, verified: Verified) -> list[StatusUpdate]:
         """
         Delivery reports. `recipient_delivery_report_sms` (delivery_report per_recipient,
         what we ask for) is one number; `delivery_report_sms` (summary/full) groups numbers
         by status, with `recipients` listed only for `full`. Docs: SMS API reference,
         Delivery reports > RecipientDeliveryReport and BatchDeliveryReport.
         """
-        data = request_data(request)
+        data = request_data(webhook)
         kind = first_of(data, "type")
-        reference = status_reference(request, first_of(data, "client_reference", required=False))
+        reference = status_reference(webhook, verified, first_of(data, "client_reference", required=False))
         batch_id = first_of(data, "batch_id")
         if kind in RECIPIENT_REPORT_TYPES:
             return [self._update(data, batch_id=batch_id, reference=reference, raw=data)]
@@ -185,17 +183,22 @@ class SinchProvider(Provider):
         }
         if sms.callback_url:
             payload["callback_url"] = sms.callback_url
-        response, exchange = post_json(url, payload, {"Authorization": f"Bearer {token}"})
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
+        reply = http_call(
+            "POST",
+            url,
+            json=payload,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+            secrets=[token],
+            service="Sinch",
+        )
+        data = reply.data()
         batch_id = str(data.get("id") or "") if isinstance(data, dict) else ""
         if not batch_id:
             raise PermanentSendError(
-                f"Sinch answered {response.status_code} without a batch id", code="no_id", exchanges=(exchange,)
+                f"Sinch answered {reply.status_code} without a batch id", code="no_id", exchanges=(reply.exchange,)
             )
-        return SendResult(provider_message_id=batch_id, raw=data, exchanges=(exchange,))
+        return SendResult(provider_message_id=batch_id, exchanges=(reply.exchange,))
 
     def _update(
         self,

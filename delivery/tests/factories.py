@@ -4,14 +4,15 @@ import factory
 
 from delivery.models import Message
 from delivery.providers.base import OutboundSMS
+from delivery.statuses import Direction, Status
 
 
 class OutboundMessageFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Message
 
-    direction = Message.Direction.OUTBOUND
-    status = Message.Status.QUEUED
+    direction = Direction.OUTBOUND
+    status = Status.QUEUED
     shortcode = "57675"
     phone = factory.Sequence(lambda n: f"+9198765{n:05d}")
     body = "Your balance is Rs 120.00"
@@ -19,8 +20,8 @@ class OutboundMessageFactory(factory.django.DjangoModelFactory):
 
 
 class InboundMessageFactory(OutboundMessageFactory):
-    direction = Message.Direction.INBOUND
-    status = Message.Status.RECEIVED
+    direction = Direction.INBOUND
+    status = Status.RECEIVED
     body = "1"
 
 

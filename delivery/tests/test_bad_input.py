@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from conftest import WEBHOOK_SECRET, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers.base import constant_time_equals, verify_hmac_sha256_hex
+from delivery.statuses import Status
 from delivery.tests.factories import OutboundMessageFactory
 from templates.models import Template
 
@@ -187,7 +188,7 @@ def test_generic_inbound_takes_multipart(post_webhook):
 @pytest.mark.django_db
 def test_generic_status_takes_multipart(post_webhook):
     # given
-    message = OutboundMessageFactory(provider="generic", provider_message_id="gw-9", status="sent")
+    message = OutboundMessageFactory(provider="generic", provider_message_id="gw-9", status=Status.SENT)
     body, content_type = multipart({"id": "gw-9", "status": "delivered"})
 
     # when
@@ -252,7 +253,7 @@ def test_adapter_inbound_takes_multipart(post_webhook):
 @pytest.mark.django_db
 def test_msg91_v2_report_takes_multipart(post_webhook):
     # given
-    message = OutboundMessageFactory(provider="msg91", provider_message_id=MSG91_REQUEST_ID, status="sent")
+    message = OutboundMessageFactory(provider="msg91", provider_message_id=MSG91_REQUEST_ID, status=Status.SENT)
     fields = QueryDict(load_fixture("delivery", "msg91", "status_v2_delivered.txt")).dict()
     body, content_type = multipart(fields)
 
@@ -387,7 +388,7 @@ def test_twilio_multipart_preamble_cannot_change_the_signed_body(post_webhook):
 @pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream", ""])
 def test_twilio_json_signature_cannot_be_replayed_with_another_body_under_another_type(post_webhook, content_type):
     # given: a signed JSON report (its signature covers the URL only; the URL's bodySHA256 covers the body)
-    message = OutboundMessageFactory(provider="twilio", provider_message_id=TWILIO_SID, status="sent")
+    message = OutboundMessageFactory(provider="twilio", provider_message_id=TWILIO_SID, status=Status.SENT)
     validator = RequestValidator(TWILIO_TOKEN)
     genuine = json.dumps({"MessageSid": TWILIO_SID, "MessageStatus": "undelivered"})
     path = f"/webhooks/twilio/status/?bodySHA256={validator.compute_hash(genuine)}"

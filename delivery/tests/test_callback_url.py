@@ -13,8 +13,9 @@ from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 from twilio.request_validator import RequestValidator
 
 from conftest import WEBHOOK_SECRET, load_fixture
-from delivery.models import DeliveryReport, Message
-from delivery.services import callback_url
+from delivery.deliver import callback_url
+from delivery.models import DeliveryReport
+from delivery.statuses import Status
 from delivery.tests.factories import OutboundMessageFactory
 
 REFERENCE = "0b1f9d3c-5a57-4c2e-9d8e-3f7a2b1c4d5e"  # the client reference of the Sinch and Textlocal fixtures
@@ -66,7 +67,7 @@ def test_the_callback_url_we_hand_out_is_accepted_by_our_status_webhook(provider
     # given: a reply sent through `provider`, and the callback URL its send carried
     fixture, provider_message_id = REPORTS[provider]
     message = OutboundMessageFactory(
-        provider=provider, uuid=REFERENCE, status=Message.Status.SENT, provider_message_id=provider_message_id
+        provider=provider, uuid=REFERENCE, status=Status.SENT, provider_message_id=provider_message_id
     )
     url = callback_url(provider=provider, reference=message.uuid)
     body = load_fixture("delivery", provider, fixture)
@@ -80,7 +81,7 @@ def test_the_callback_url_we_hand_out_is_accepted_by_our_status_webhook(provider
     # then
     assert response.status_code == 200, response.content
     message.refresh_from_db()
-    assert message.status == Message.Status.DELIVERED
+    assert message.status == Status.DELIVERED
     assert DeliveryReport.objects.filter(message=message).count() == 1
 
 

@@ -1,10 +1,15 @@
 """Sending: the exact request the gateway gets, retries, permanent failures, throttling, the channel log."""
 
+import time
+
 import pytest
+from freezegun import freeze_time
 
 from conftest import FakeResponse
+from delivery.deliver import RetryLater, message_deliver
 from delivery.models import ChannelLog, Message
-from delivery.services import RetryLater, message_deliver, message_send, suppression_add
+from delivery.outbound import message_send
+from delivery.suppression import suppression_add
 from delivery.tasks import deliver
 from delivery.tests.factories import OutboundMessageFactory
 
@@ -203,16 +208,22 @@ def test_reply_over_the_segment_limit_is_cut_with_a_marker(caplog):
 
 
 @pytest.mark.django_db
-def test_throughput_is_throttled_per_shortcode_queuing_not_dropping(gateway):
+def test_throughput_is_throttled_per_shortcode_queuing_not_dropping(gateway, monkeypatch):
     messages = [OutboundMessageFactory(provider_options={"max_mps": 1}) for _ in range(3)]
     outcomes = []
-    for message in messages:
-        try:
-            outcomes.append(message_deliver(message_id=message.id))
-        except RetryLater as exc:
-            outcomes.append(f"later {exc.countdown:.1f}")
+    with freeze_time() as clock:
+        # Waiting for a token moves the frozen clock instead of the test's real time.
+        monkeypatch.setattr(time, "sleep", clock.tick)
+        started = time.monotonic()
+        for message in messages:
+            try:
+                outcomes.append(message_deliver(message_id=message.id))
+            except RetryLater as exc:
+                outcomes.append(f"later {exc.countdown:.1f}")
+        waited = time.monotonic() - started
     assert outcomes[0] == "sent"
     assert outcomes[1] == "sent"  # waited about a second for a token
+    assert waited >= 1.0
     assert outcomes[2].startswith("sent") or outcomes[2].startswith("later")
     for message in messages:
         message.refresh_from_db()

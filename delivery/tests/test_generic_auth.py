@@ -14,6 +14,7 @@ from freezegun import freeze_time
 from conftest import WEBHOOK_SECRET, generic_signed_headers, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers.generic import signature_fresh
+from delivery.statuses import Direction, Status
 from delivery.tests.factories import OutboundMessageFactory
 
 INBOUND = "/webhooks/generic/inbound/"
@@ -63,7 +64,7 @@ def test_timestamped_signature_is_accepted(post_webhook, body):
 
     # then
     assert response.status_code == 200, response.content
-    assert Message.objects.get(direction="in").provider_message_id == "gen-auth-1"
+    assert Message.objects.get(direction=Direction.INBOUND).provider_message_id == "gen-auth-1"
 
 
 @pytest.mark.django_db
@@ -146,8 +147,8 @@ def signed_report(reference: str = "", **fields) -> bytes:
 @pytest.mark.django_db
 def test_captured_signed_report_replayed_with_another_ref_is_refused(post_webhook):
     # given: a signed report on our message, and another message
-    ours = OutboundMessageFactory(provider="generic", provider_message_id="gw-1", status="sent")
-    other = OutboundMessageFactory(provider="generic", status="sent")
+    ours = OutboundMessageFactory(provider="generic", provider_message_id="gw-1", status=Status.SENT)
+    other = OutboundMessageFactory(provider="generic", status=Status.SENT)
     body = signed_report(str(ours.uuid))
 
     # when: the capture is sent at the other message's ?ref=
@@ -166,7 +167,7 @@ def test_captured_signed_report_replayed_with_another_ref_is_refused(post_webhoo
 @pytest.mark.parametrize("query", ["", "?ref={uuid}", "?ref={upper}"], ids=["no-ref", "same-ref", "same-ref-upper"])
 def test_signed_reference_moves_its_message(post_webhook, query):
     # given
-    message = OutboundMessageFactory(provider="generic", status="sent")
+    message = OutboundMessageFactory(provider="generic", status=Status.SENT)
     body = signed_report(str(message.uuid), id="gw-unknown", status="delivered")
     path = STATUS + query.format(uuid=message.uuid, upper=str(message.uuid).upper())
 
@@ -182,8 +183,8 @@ def test_signed_reference_moves_its_message(post_webhook, query):
 @pytest.mark.django_db
 def test_unsigned_ref_beside_a_signed_report_without_a_reference_is_not_trusted(post_webhook):
     # given: the report names only the provider's id, which is another message's
-    target = OutboundMessageFactory(provider="generic", status="sent")
-    owner = OutboundMessageFactory(provider="generic", provider_message_id="gw-1", status="sent")
+    target = OutboundMessageFactory(provider="generic", status=Status.SENT)
+    owner = OutboundMessageFactory(provider="generic", provider_message_id="gw-1", status=Status.SENT)
     body = signed_report()
 
     # when
@@ -200,7 +201,7 @@ def test_unsigned_ref_beside_a_signed_report_without_a_reference_is_not_trusted(
 @pytest.mark.django_db
 def test_shared_secret_header_vouches_for_the_whole_url(post_webhook):
     # given: X-Webhook-Secret authenticates the request itself, query included
-    message = OutboundMessageFactory(provider="generic", status="sent")
+    message = OutboundMessageFactory(provider="generic", status=Status.SENT)
 
     # when
     response = post_webhook(f"{STATUS}?ref={message.uuid}", signed_report(id="gw-x", status="delivered"))
@@ -214,7 +215,7 @@ def test_shared_secret_header_vouches_for_the_whole_url(post_webhook):
 @pytest.mark.django_db
 def test_recorded_status_fixture_signed_with_a_timestamp(post_webhook):
     # given
-    message = OutboundMessageFactory(provider="generic", provider_message_id="gw-1", status="sent")
+    message = OutboundMessageFactory(provider="generic", provider_message_id="gw-1", status=Status.SENT)
     body = load_fixture("delivery", "generic", "status_delivered.json")
 
     # when

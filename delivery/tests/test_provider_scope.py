@@ -22,8 +22,9 @@ from commands.tests.factories import ShortcodeFactory
 from conftest import WEBHOOK_SECRET, load_fixture
 from delivery.models import DeliveryReport, Message
 from delivery.providers import detect_provider
-from delivery.providers.base import StatusUpdate, WebhookForbidden
-from delivery.services import delivery_report_record, delivery_reports_apply_pending
+from delivery.providers.base import StatusUpdate, WebhookForbidden, webhook_request_from
+from delivery.reports import delivery_report_record, delivery_reports_apply_pending
+from delivery.statuses import Direction, Status
 from delivery.tests.factories import OutboundMessageFactory
 
 BASE = "https://sms.example.com"
@@ -114,7 +115,7 @@ def test_a_report_by_ref_moves_only_its_own_providers_message(client, webhook, o
     # given: a sent message, through the webhook's provider or through another
     provider = webhook if owner == "same" else another(webhook)
     message = OutboundMessageFactory(
-        uuid=REF, provider=provider, provider_message_id="not-in-the-report", status="sent"
+        uuid=REF, provider=provider, provider_message_id="not-in-the-report", status=Status.SENT
     )
 
     # when: a delivered report on the webhook names it by our ref
@@ -138,7 +139,7 @@ def test_a_report_by_provider_id_moves_only_its_own_providers_message(client, we
     # given: a sent message whose provider id is the one in the report
     _, provider_message_id = REPORTS[webhook]
     provider = webhook if owner == "same" else another(webhook)
-    message = OutboundMessageFactory(provider=provider, provider_message_id=provider_message_id, status="sent")
+    message = OutboundMessageFactory(provider=provider, provider_message_id=provider_message_id, status=Status.SENT)
 
     # when: the report carries no ref of ours
     response = post_report(client, webhook)
@@ -152,14 +153,14 @@ def test_a_report_by_provider_id_moves_only_its_own_providers_message(client, we
 @pytest.mark.django_db
 def test_a_pending_report_naming_another_providers_message_is_never_applied():
     # given: a Plivo message, and a report received for Twilio naming it by ref, with an id nobody has yet
-    plivo_message = OutboundMessageFactory(provider="plivo", status="sent", provider_message_id="plivo-1")
+    plivo_message = OutboundMessageFactory(provider="plivo", status=Status.SENT, provider_message_id="plivo-1")
     delivery_report_record(
         provider="twilio",
         update=StatusUpdate(
             "delivered", "delivered", provider_message_id="SM-later", reference=str(plivo_message.uuid)
         ),
     )
-    twilio_message = OutboundMessageFactory(provider="twilio", status="sending")
+    twilio_message = OutboundMessageFactory(provider="twilio", status=Status.SENDING)
 
     # when: the Twilio send records that id, and the Plivo one records it too
     for message in (twilio_message, plivo_message):
@@ -176,7 +177,7 @@ def test_a_pending_report_naming_another_providers_message_is_never_applied():
 def test_a_pending_report_is_applied_when_its_own_providers_send_records_the_id():
     # given: a Twilio report that arrived before the send stored Twilio's id
     delivery_report_record(provider="twilio", update=StatusUpdate("delivered", "delivered", provider_message_id="SM-9"))
-    message = OutboundMessageFactory(provider="twilio", status="sending")
+    message = OutboundMessageFactory(provider="twilio", status=Status.SENDING)
 
     # when
     moved = delivery_reports_apply_pending(message_id=message.id, provider="twilio", provider_message_id="SM-9")
@@ -221,11 +222,11 @@ def test_inbound_for_another_providers_shortcode_is_stored_flagged_and_not_answe
 
     # then: stored as received through the webhook's provider, flagged, and nothing went out
     assert response.status_code == 200, response.content
-    inbound = Message.objects.get(direction="in")
+    inbound = Message.objects.get(direction=Direction.INBOUND)
     assert (inbound.provider, inbound.status, inbound.error_code) == (webhook, "handled", "provider_mismatch")
     assert f"received through {webhook}" in inbound.error_message
     assert f"configured for {owner}" in inbound.error_message
-    assert not Message.objects.filter(direction="out").exists()
+    assert not Message.objects.filter(direction=Direction.OUTBOUND).exists()
     assert gateways.requests == []
 
 
@@ -243,8 +244,8 @@ def test_the_generic_webhook_answers_generic_and_console_shortcodes(
 
     # then
     assert response.status_code == 200, response.content
-    inbound = Message.objects.get(direction="in")
-    assert Message.objects.filter(direction="out", in_reply_to=inbound).exists() is answered
+    inbound = Message.objects.get(direction=Direction.INBOUND)
+    assert Message.objects.filter(direction=Direction.OUTBOUND, in_reply_to=inbound).exists() is answered
     assert (inbound.error_code == "provider_mismatch") is not answered
     # a generic shortcode's reply reached the gateway; a console one's is only logged
     assert len(gateways.requests) == (1 if shortcode_provider == "generic" else 0)
@@ -273,7 +274,7 @@ def test_admin_shows_why_an_inbound_was_not_answered(
         post_as(
             client, "twilio", "/webhooks/twilio/inbound/", load_fixture("conversations", "twilio", "inbound_sms.txt")
         )
-    inbound = Message.objects.get(direction="in")
+    inbound = Message.objects.get(direction=Direction.INBOUND)
 
     # when
     page = admin_client.get(reverse("admin:delivery_message_change", args=[inbound.pk]))
@@ -322,20 +323,24 @@ GENERIC_SHAPED = b'{"from": "+919876543210", "to": "57675", "body": "2"}'
 def test_slugless_provider_is_the_one_whose_credential_is_presented(credentials, body, query, headers, chosen):
     # given
     content_type = "application/json" if body[:1] == b"{" else "application/x-www-form-urlencoded"
-    request = RequestFactory().post(f"/sms-handler{query}", body, content_type=content_type, **headers)
+    webhook = webhook_request_from(
+        RequestFactory().post(f"/sms-handler{query}", body, content_type=content_type, **headers)
+    )
 
     # then: the credential, not the payload's shape, names the provider that must prove it
-    assert detect_provider(request).slug == chosen
+    assert detect_provider(webhook).slug == chosen
 
 
 def test_credentials_of_two_providers_are_refused():
     # given
     headers = {"HTTP_X_TWILIO_SIGNATURE": "a", "HTTP_X_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    request = RequestFactory().post("/sms-handler", GENERIC_SHAPED, content_type="application/json", **headers)
+    webhook = webhook_request_from(
+        RequestFactory().post("/sms-handler", GENERIC_SHAPED, content_type="application/json", **headers)
+    )
 
     # then
     with pytest.raises(WebhookForbidden):
-        detect_provider(request)
+        detect_provider(webhook)
 
 
 @pytest.mark.django_db
@@ -349,13 +354,15 @@ def test_a_token_providers_payload_without_its_token_is_the_generic_providers(po
 
     # then: unsigned, the generic rules refuse it; with the generic secret it is the generic provider's
     assert response.status_code == status, response.content
-    assert [m.provider for m in Message.objects.filter(direction="in")] == (["generic"] if status == 200 else [])
+    assert [m.provider for m in Message.objects.filter(direction=Direction.INBOUND)] == (
+        ["generic"] if status == 200 else []
+    )
 
 
 @pytest.mark.django_db
 def test_a_report_with_another_providers_token_on_sms_dlr_is_that_providers(client):
     # given: a Twilio message, and MSG91's token on a Twilio-shaped report naming it
-    message = OutboundMessageFactory(provider="twilio", provider_message_id=REPORTS["twilio"][1], status="sent")
+    message = OutboundMessageFactory(provider="twilio", provider_message_id=REPORTS["twilio"][1], status=Status.SENT)
     body = load_fixture("delivery", "twilio", "status_delivered.txt")
 
     # when

@@ -6,26 +6,32 @@ carrier says opted out is suppressed here too.
 import json
 
 import pytest
-from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
 from commands.models import Shortcode
 from conftest import FakeResponse, load_fixture
-from conversations.tests.test_flows import PHONE, sms
+from conversations.tests.factories import PHONE, service_shortcode
+from conversations.tests.test_flows import sms
+from delivery.deliver import message_deliver
 from delivery.models import Message, Suppression
+from delivery.outbound import message_send, messages_requeue
 from delivery.providers import get_provider
-from delivery.services import delivery_report_record, message_deliver, message_send, messages_requeue, suppression_add
+from delivery.providers.base import VOUCHED_WHOLE_REQUEST, Verified, webhook_request_from
+from delivery.reports import delivery_report_record
+from delivery.send_options import SendOptions
+from delivery.statuses import Direction, Status
+from delivery.suppression import suppression_add
 from delivery.tests.factories import OutboundMessageFactory
+from templates.models import Template
 
 
 @pytest.fixture
 def gateway(db, provider_server, settings):
-    """The demo shortcode (DLT-bound, header SMSGTE) sending through a local generic gateway."""
-    call_command("seed_demo", verbosity=0)
+    """Shortcode 57675 (DLT-bound, header SMSGTE) sending through a local generic gateway."""
     settings.GATEWAY_OUTBOUND_URL = f"{provider_server.url}/send"
-    Shortcode.objects.filter(number="57675").update(provider="generic", provider_config={})
+    service_shortcode(dlt=True, provider="generic")
     return provider_server
 
 
@@ -63,22 +69,24 @@ def test_an_all_shortcodes_opt_out_after_queuing_is_refused_too(gateway):
 def test_the_opt_out_confirmation_still_goes_out_once(gateway):
     # when
     sms("STOP")
-    confirmation = Message.objects.get(direction="out")
+    confirmation = Message.objects.get(direction=Direction.OUTBOUND)
 
     # then: it reaches the gateway, with its DLT template, although the number is now suppressed
     assert message_deliver(message_id=confirmation.id) == "sent"
-    assert [r.json()["message"] for r in gateway.requests] == [Shortcode.objects.get().opt_out_reply]
+    opt_out_reply = Shortcode.objects.get().opt_out_reply
+    assert [r.json()["message"] for r in gateway.requests] == [opt_out_reply]
     confirmation.refresh_from_db()
-    assert confirmation.dlt_template_id == "1107170000000000011"
+    assert confirmation.dlt_template_id == Template.objects.get(content=opt_out_reply).dlt_template_id
     # and the next reply is refused before it is stored as queued
     sms("2")
-    assert Message.objects.filter(direction="out").latest("id").status == "refused"
+    assert Message.objects.filter(direction=Direction.OUTBOUND).latest("id").status == "refused"
 
 
 def test_a_shortcode_config_cannot_switch_the_send_time_checks_off(gateway):
     # given: a staff-editable config that tries to carry the rules itself
     suppression_add(phone=PHONE, shortcode="57675", keyword="STOP")
-    message = send(provider_options={"send_rules": {"ignore_suppression": True, "dlt_header": None}})
+    config = {"send_rules": {"ignore_suppression": True, "dlt_header": None}}
+    message = send(options=SendOptions(provider_config=config))
 
     # then
     assert (message.status, message.error_code) == ("refused", "opted_out")
@@ -114,7 +122,7 @@ def test_a_dlt_refused_reply_cannot_reach_the_gateway_through_send_again(gateway
 
     Command.objects.filter(code="1").update(handler_key="reply", config={"text": "Free gifts for you!"})
     sms("1")
-    reply = Message.objects.get(direction="out")
+    reply = Message.objects.get(direction=Direction.OUTBOUND)
     assert (reply.status, reply.error_code) == ("refused", "dlt_no_template")
 
     # when
@@ -127,7 +135,7 @@ def test_a_dlt_refused_reply_cannot_reach_the_gateway_through_send_again(gateway
 
 def test_a_failed_send_is_queued_again_and_sent(gateway):
     failed = send()
-    Message.objects.filter(id=failed.id).update(status="failed", error_code="500", error_message="gateway down")
+    Message.objects.filter(id=failed.id).update(status=Status.FAILED, error_code="500", error_message="gateway down")
     assert messages_requeue(message_ids=[failed.id]) == 1
     assert message_deliver(message_id=failed.id) == "sent"
     assert len(gateway.requests) == 1
@@ -135,12 +143,12 @@ def test_a_failed_send_is_queued_again_and_sent(gateway):
 
 def test_the_admin_action_says_how_many_were_skipped_because_refused(gateway, admin_client):
     # given
-    failed = OutboundMessageFactory(phone=PHONE, status="failed", error_code="500")
+    failed = OutboundMessageFactory(phone=PHONE, status=Status.FAILED, error_code="500")
     refused = [
-        OutboundMessageFactory(phone=PHONE, status="refused", error_code="opted_out"),
-        OutboundMessageFactory(phone=PHONE, status="refused", error_code="dlt_no_template"),
+        OutboundMessageFactory(phone=PHONE, status=Status.REFUSED, error_code="opted_out"),
+        OutboundMessageFactory(phone=PHONE, status=Status.REFUSED, error_code="dlt_no_template"),
     ]
-    delivered = OutboundMessageFactory(phone=PHONE, status="delivered", delivered_at=timezone.now())
+    delivered = OutboundMessageFactory(phone=PHONE, status=Status.DELIVERED, delivered_at=timezone.now())
 
     # when
     response = admin_client.post(
@@ -154,7 +162,7 @@ def test_the_admin_action_says_how_many_were_skipped_because_refused(gateway, ad
     assert "1 message queued again." in shown
     assert any(text.startswith("2 skipped because refused") for text in shown)
     assert "1 skipped: only failed outbound messages are sent again." in shown
-    assert list(Message.objects.filter(status="refused").values_list("status", flat=True)) == ["refused"] * 2
+    assert list(Message.objects.filter(status=Status.REFUSED).values_list("status", flat=True)) == ["refused"] * 2
 
 
 # Opted out at the carrier -----------------------------------------------------------------------
@@ -208,8 +216,8 @@ def test_other_twilio_refusals_suppress_nothing(twilio_api):
 def report(provider: str, fixture: str):
     body = load_fixture("delivery", provider, fixture)
     content_type = "application/json" if fixture.endswith(".json") else "application/x-www-form-urlencoded"
-    request = RequestFactory().post("/status/", body, content_type=content_type)
-    return get_provider(provider).parse_status(request)[0]
+    webhook = webhook_request_from(RequestFactory().post("/status/", body, content_type=content_type))
+    return get_provider(provider).parse_status(webhook, Verified(VOUCHED_WHOLE_REQUEST))[0]
 
 
 @pytest.mark.django_db
@@ -228,7 +236,7 @@ def report(provider: str, fixture: str):
 def test_a_delivery_report_saying_opted_out_suppresses_the_number(provider, provider_message_id, fixture, keyword):
     # given: a reply the provider accepted
     sent = OutboundMessageFactory(
-        provider=provider, provider_message_id=provider_message_id, phone=PHONE, status="sent"
+        provider=provider, provider_message_id=provider_message_id, phone=PHONE, status=Status.SENT
     )
 
     # when

@@ -18,12 +18,13 @@ from django.contrib.auth import get_user_model
 
 from commands.models import Shortcode
 from commands.tests.factories import ShortcodeFactory
+from delivery.deliver import message_deliver
 from delivery.log_filters import RedactingFilter
 from delivery.models import ChannelLog, DeliveryReport, Message
 from delivery.providers import _registry, all_providers, get_provider
 from delivery.providers.adapter import ConfigurableProvider
 from delivery.redaction import MASK, declared_secret_names
-from delivery.services import message_deliver
+from delivery.statuses import Direction, Status
 from delivery.tests.factories import OutboundMessageFactory
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|AUTH")
@@ -44,7 +45,7 @@ def test_every_secret_setting_a_provider_module_reads_is_declared(provider):
     source = inspect.getsource(sys.modules[type(provider).__module__])
     read = {name for name in re.findall(r"settings\.([A-Z][A-Z0-9_]*)", source) if SECRET_NAME.search(name)}
     if "verify_webhook_token(" in source or hasattr(django_settings, f"{provider.slug.upper()}_WEBHOOK_TOKEN"):
-        # the token it checks, which services.callback_url also puts in the URL we give the provider
+        # the token it checks, which deliver.callback_url also puts in the URL we give the provider
         read.add(f"{provider.slug.upper()}_WEBHOOK_TOKEN")
     assert read <= set(provider.SECRET_SETTINGS)
     assert set(provider.SECRET_SETTINGS) <= declared_secret_names()[0]
@@ -138,7 +139,9 @@ def test_no_declared_secret_is_stored_or_logged_anywhere(every_secret, client, c
         message_deliver(message_id=message.id, final_attempt=True)
     # then
     assert DeliveryReport.objects.filter(provider="generic").exists()
-    assert Message.objects.filter(direction="out", status="failed").count() >= len(all_providers()) - 1
+    assert (
+        Message.objects.filter(direction=Direction.OUTBOUND, status=Status.FAILED).count() >= len(all_providers()) - 1
+    )
     stored = [
         *(f"{r.url} {r.request} {r.response} {r.error}" for r in ChannelLog.objects.all()),
         # An inbound SMS's own text is what the subscriber wrote; what we write is masked.
@@ -217,7 +220,7 @@ def test_runserver_access_log_shows_no_token(request_line):
 def test_the_console_handler_filters_what_reaches_the_log(caplog, settings):
     settings.GATEWAY_API_KEY = "gateway-api-key-9"
     caplog.set_level(logging.INFO)
-    logging.getLogger("delivery.services").info("to %s with %s", "+919876543210", "gateway-api-key-9")
+    logging.getLogger("delivery.deliver").info("to %s with %s", "+919876543210", "gateway-api-key-9")
     assert caplog.records[-1].getMessage() == f"to +91******3210 with {MASK}"
 
 

@@ -1,16 +1,40 @@
 """The admin as business staff and support agents use it."""
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.core.management import call_command
+from django.contrib.auth.models import Group, Permission, User
 
+from conversations.tests.factories import service_shortcode
 from delivery.models import ChannelLog, DeliveryReport, Message
+from delivery.statuses import Status
 from delivery.tests.factories import InboundMessageFactory, OutboundMessageFactory
+
+# The two roles, app by app: business staff configure shortcodes and templates, support agents read everything.
+ROLES = {
+    "Business staff": {
+        "commands": ["add", "change", "delete", "view"],
+        "delivery": ["view"],
+        "conversations": ["view"],
+        "templates": ["add", "change", "delete", "view"],
+    },
+    "Support agents": {app: ["view"] for app in ("commands", "delivery", "conversations", "templates")},
+}
+
+
+def group_with(name: str, actions_per_app: dict[str, list[str]]) -> Group:
+    group = Group.objects.create(name=name)
+    for app_label, actions in actions_per_app.items():
+        group.permissions.add(
+            *Permission.objects.filter(content_type__app_label=app_label, codename__regex=rf"^({'|'.join(actions)})_")
+        )
+    return group
 
 
 @pytest.fixture
 def demo(db):
-    call_command("seed_demo", verbosity=0)
+    """A shortcode with its commands, and the staff and agent groups."""
+    service_shortcode()
+    for name, actions_per_app in ROLES.items():
+        group_with(name, actions_per_app)
 
 
 def user_in(group: str) -> User:
@@ -80,7 +104,7 @@ def test_logs_are_read_only_even_for_superusers(demo, admin_client, model):
 
 
 def test_requeue_action_needs_its_permission(demo, client):
-    failed = OutboundMessageFactory(status="failed", provider="console", error_code="500")
+    failed = OutboundMessageFactory(status=Status.FAILED, provider="console", error_code="500")
     agent = user_in("Support agents")
     client.force_login(agent)
     response = client.post(

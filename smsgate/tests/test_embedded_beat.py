@@ -3,12 +3,13 @@
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from freezegun import freeze_time
 
-from conversations.services import message_receive
+from conversations.receiving import message_receive
+from conversations.tests.factories import service_shortcode
 from delivery.models import Message
 from delivery.providers.base import InboundSMS
+from delivery.statuses import Direction
 from smsgate.celery import app
 from smsgate.embedded_beat import EmbeddedBeat, embedded_beat_start
 
@@ -23,7 +24,7 @@ def broker_in_use():
 
 @pytest.mark.django_db
 def test_the_sweeps_run_every_interval_and_answer_what_was_left(settings):
-    call_command("seed_demo", verbosity=0)
+    service_shortcode()
     settings.OUTBOX_SWEEP_AFTER_SECONDS = 10
     with freeze_time("2026-01-05 10:00:00") as clock:
         # given: an inbound whose in-process handling did not finish, and a server starting
@@ -42,7 +43,7 @@ def test_the_sweeps_run_every_interval_and_answer_what_was_left(settings):
     # then: the inbound sweep answered it
     inbound.refresh_from_db()
     assert inbound.status == "handled"
-    assert Message.objects.filter(direction="out", in_reply_to=inbound).count() == 1
+    assert Message.objects.filter(direction=Direction.OUTBOUND, in_reply_to=inbound).count() == 1
 
 
 def test_the_schedule_runs_in_process_only_without_a_broker(broker_in_use):

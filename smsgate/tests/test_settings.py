@@ -4,6 +4,7 @@ checks run in a fresh process with a production environment), every one the code
 defined there, and every variable read from the environment documented once in README.
 """
 
+import functools
 import json
 import os
 import re
@@ -47,23 +48,15 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # noqa: S603
 
 
-def test_check_deploy_is_clean_with_an_https_public_base_url():
-    result = run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env())
-    assert result.returncode == 0, result.stderr
-    assert "no issues" in result.stdout
-
-
-def test_check_deploy_names_what_is_missing_without_https():
-    result = run([sys.executable, "manage.py", "check", "--deploy"], production_env(PUBLIC_BASE_URL=""))
-    for warning in ("smsgate.W001", "security.W004", "security.W008", "security.W012", "security.W016"):
-        assert warning in result.stderr
-
-
-# Run in the production process: the SecurityMiddleware in front of a view that answers 200.
-MIDDLEWARE_PROBE = """
+# Run in a production process: `check --deploy`, the SecurityMiddleware in front of a view
+# that answers 200, and the DLT matcher; one process answers every test of its environment.
+PRODUCTION_PROBE = """
+import io
 import json
 import django
 django.setup()
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.test import RequestFactory
@@ -79,15 +72,50 @@ answers = {
     ).status_code,
     "hsts": middleware(factory.get("/admin/", secure=True)).get("Strict-Transport-Security"),
 }
+out = io.StringIO()
+try:
+    call_command("check", deploy=True, fail_level="WARNING", stdout=out, stderr=out)
+    answers["check"] = {"passed": True, "output": out.getvalue()}
+except SystemCheckError as failed:
+    answers["check"] = {"passed": False, "output": out.getvalue() + str(failed)}
+
+from templates.content import variable_max_length
+from templates.matcher import MatchIndex, TemplateRow
+
+row = TemplateRow(1, "1107161000000000001", "1201", "otp", "transactional", "Code {#var#} ok", ("ACMEBK",))
+index = MatchIndex([row], max_length=variable_max_length())
+answers["dlt"] = {n: type(index.match(header="ACMEBK", text="Code " + "7" * n + " ok")).__name__ for n in (5, 6)}
 print(json.dumps(answers))
 """
 
 
+@functools.cache
+def production_probe(**overrides: str | None) -> dict:
+    """What PRODUCTION_PROBE answers in a production environment with `overrides` (None: unset)."""
+    overrides = {"DLT_VARIABLE_MAX_LENGTH": None} | overrides  # the code's default unless a test sets it
+    env = production_env(**{name: value for name, value in overrides.items() if value is not None})
+    for name in (name for name, value in overrides.items() if value is None):
+        env.pop(name, None)
+    result = run([sys.executable, "-c", PRODUCTION_PROBE], env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_check_deploy_is_clean_with_an_https_public_base_url():
+    check = production_probe()["check"]
+    assert check["passed"], check["output"]
+    assert "no issues" in check["output"]
+
+
+def test_check_deploy_names_what_is_missing_without_https():
+    check = production_probe(PUBLIC_BASE_URL="")["check"]
+    for warning in ("smsgate.W001", "security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in check["output"]
+
+
 @pytest.mark.parametrize("trust", ["", "on"])
 def test_https_is_enforced_but_health_probes_stay_on_plain_http(trust):
-    result = run([sys.executable, "-c", MIDDLEWARE_PROBE], production_env(TRUST_X_FORWARDED_PROTO=trust))
-    assert result.returncode == 0, result.stderr
-    answers = json.loads(result.stdout)
+    answers = production_probe(**({"TRUST_X_FORWARDED_PROTO": trust} if trust else {}))
 
     assert answers["health_http"] == 200
     assert answers["webhook_http"] == 301
@@ -181,26 +209,8 @@ def test_every_variable_is_documented_once():
     assert sorted({name for name in names if names.count(name) > 1}) == []
 
 
-# Run in a fresh process: DLT_VARIABLE_MAX_LENGTH from the environment reaches the matcher.
-DLT_PROBE = """
-import json
-import django
-django.setup()
-from templates.content import variable_max_length
-from templates.matcher import MatchIndex, TemplateRow
-
-row = TemplateRow(1, "1107161000000000001", "1201", "otp", "transactional", "Code {#var#} ok", ("ACMEBK",))
-index = MatchIndex([row], max_length=variable_max_length())
-print(json.dumps({n: type(index.match(header="ACMEBK", text="Code " + "7" * n + " ok")).__name__ for n in (5, 6)}))
-"""
-
-
+# DLT_VARIABLE_MAX_LENGTH from the environment reaches the matcher (PRODUCTION_PROBE's "dlt").
 @pytest.mark.parametrize("limit,six_characters", [("5", "Miss"), ("", "Match")])
 def test_dlt_variable_max_length_from_the_environment_changes_what_matches(limit, six_characters):
-    env = production_env()
-    env.pop("DLT_VARIABLE_MAX_LENGTH", None)
-    if limit:
-        env["DLT_VARIABLE_MAX_LENGTH"] = limit
-    result = run([sys.executable, "-c", DLT_PROBE], env)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"5": "Match", "6": six_characters}
+    answers = production_probe(**({"DLT_VARIABLE_MAX_LENGTH": limit} if limit else {}))
+    assert answers["dlt"] == {"5": "Match", "6": six_characters}

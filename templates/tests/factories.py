@@ -45,3 +45,16 @@ class TemplateFactory(factory.django.DjangoModelFactory):
 
             extracted = [HeaderFactory(entity=self.entity, category=HEADER_CATEGORY_FOR[self.category])]
         self.headers.set(extracted)
+
+
+def dlt_registration(*contents: str, sender_id: str, category: str = Template.Category.SERVICE_IMPLICIT) -> Header:
+    """
+    A brand's DLT registration: a header of a fitting category and one approved template per
+    content, all of one entity. Service-implicit by default, so the texts go out at any hour.
+    """
+    from templates.services import HEADER_CATEGORY_FOR
+
+    header = HeaderFactory(sender_id=sender_id, category=HEADER_CATEGORY_FOR[category])
+    for content in contents:
+        TemplateFactory(entity=header.entity, category=category, content=content, headers=[header])
+    return header

@@ -3,11 +3,12 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.services import SIMULATOR_PROVIDER, PhoneBusy, inbound_handle, message_receive
+from conversations.handling import PhoneBusy, inbound_handle
+from conversations.receiving import SIMULATOR_PROVIDER, message_receive
+from delivery.deliver import message_deliver
 from delivery.models import Message
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers.base import InboundSMS, WebhookBadRequest
-from delivery.services import message_deliver
 
 
 class Command(BaseCommand):

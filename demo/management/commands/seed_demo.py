@@ -1,3 +1,8 @@
+"""
+`seed_demo`: the demo shortcode 57675 with its commands and DLT templates, and the staff
+and agent groups. Idempotent: running it again brings the demo back to this state.
+"""
+
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
@@ -58,12 +63,14 @@ STAFF_PERMISSIONS = {
     "delivery": ["view"],
     "conversations": ["view"],
     "templates": ["add", "change", "delete", "view"],
+    "demo": ["view"],
 }
 AGENT_PERMISSIONS = {
     "commands": ["view"],
     "delivery": ["view"],
     "conversations": ["view"],
     "templates": ["view"],
+    "demo": ["view"],
 }
 
 

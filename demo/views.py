@@ -1,6 +1,6 @@
-"""A stand-in for another team's system, so the demo's HTTP handler (code 4) has something to call.
+"""A stand-in for another team's system, so the demo's HTTP command (code 4) has something to call.
 
-Mounted only with DEBUG on.
+Mounted only with DEBUG on (smsgate/urls.py).
 """
 
 import json

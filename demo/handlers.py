@@ -1,8 +1,16 @@
-"""The demo services of `seed_demo`: register, balance and support."""
+"""
+The demo's services, as `seed_demo` configures them: register, balance and support.
+
+They are thin: the pipeline's own services store the contact (`contact_register`) and
+open the ticket (`ticket_open`); the balance is the demo's (`demo.models.Account`).
+"""
+
+from decimal import Decimal
 
 from commands.handlers import HandlerContext, HandlerResult, handler
+from conversations.contacts import contact_register, ticket_open
 from conversations.models import Contact
-from conversations.services import contact_register, ticket_open
+from demo.models import Account
 
 NAME_MAX = 100
 
@@ -23,7 +31,8 @@ def balance(ctx: HandlerContext) -> HandlerResult:
     contact = Contact.objects.filter(phone=ctx.phone, registered_at__isnull=False).first()
     if contact is None:
         return HandlerResult(reply=ctx.config.get("unregistered", "You are not registered yet. Send 1 to register."))
-    values = {"name": contact.name, "balance": contact.balance}
+    account = Account.objects.filter(phone=ctx.phone).first()
+    values = {"name": contact.name, "balance": account.balance if account else Decimal("0.00")}
     text = ctx.config.get("text", "Hi {name}, your balance is Rs {balance}.")
     return HandlerResult(reply=text.format(**values), values=values)
 

@@ -1,0 +1,153 @@
+"""
+Handling a stored inbound SMS: one at a time per phone, in order, one reply each.
+
+What the reply says comes from optout.py (STOP, START, HELP) or conversation.py (the
+flow or command); this module decides whether to answer at all and sends the reply.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from commands.models import Shortcode
+from commands.services import shortcode_get
+from conversations.contacts import contact_touch
+from conversations.conversation import conversation_step
+from conversations.optout import opt_keyword_handle
+from conversations.receiving import SIMULATOR_PROVIDER
+from delivery.models import Message
+from delivery.outbound import message_send
+from delivery.send_options import SendOptions
+from delivery.statuses import Direction, Status
+from delivery.throttle import lock_acquire, lock_release, window_count
+
+logger = logging.getLogger(__name__)
+
+
+def inbound_handle(*, message_id: int) -> Message | None:
+    """
+    Handle a stored inbound SMS once and queue its reply; returns the reply, if any.
+
+    Messages from one phone to one shortcode are handled one at a time and in the
+    order they were stored: under a short per-phone lock, every earlier unhandled
+    message of that phone is handled first. The row lock and the `received` guard
+    make a task that runs twice produce one reply.
+    """
+    inbound = Message.objects.filter(id=message_id, direction=Direction.INBOUND).first()
+    if inbound is None or inbound.status != Status.RECEIVED:
+        return None
+    lock_key = f"phone:{inbound.shortcode}:{inbound.phone}"
+    if not lock_acquire(lock_key, timeout=settings.PHONE_LOCK_SECONDS):
+        raise PhoneBusy(inbound.phone)
+    try:
+        earlier = Message.objects.filter(
+            direction=Direction.INBOUND,
+            status=Status.RECEIVED,
+            shortcode=inbound.shortcode,
+            phone=inbound.phone,
+            id__lt=inbound.id,
+        ).order_by("id")
+        for earlier_id in earlier.values_list("id", flat=True):
+            _inbound_handle_one(earlier_id)
+        return _inbound_handle_one(inbound.id)
+    finally:
+        lock_release(lock_key)
+
+
+class PhoneBusy(Exception):
+    """Another worker is handling this phone's messages; try again in a moment."""
+
+
+def _inbound_handle_one(message_id: int) -> Message | None:
+    """
+    Handle one stored inbound SMS: compute its reply with no transaction open, then store it.
+
+    A handler may call another system (the `http` handler), so the reply text is computed
+    before any transaction starts: no transaction or row lock is held while it waits.
+    Handlers that write only our database run in their own transaction (handler_run).
+    Then one short transaction locks the row, checks it is still `received`, queues the
+    reply and marks the row handled. One reply per inbound: the per-phone lock of
+    `inbound_handle` keeps a phone's messages serial, and the status check under the row
+    lock drops the reply of a second run. Trade-off: a run that dies between computing
+    and storing leaves the row `received`, and the next run (task retry or sweep) runs
+    the handler again, so an endpoint may be called twice for one SMS.
+    """
+    inbound = Message.objects.filter(id=message_id, direction=Direction.INBOUND).first()
+    if inbound is None or inbound.status != Status.RECEIVED:
+        return None
+    shortcode = shortcode_get(number=inbound.shortcode)
+    status, text, is_opt_out = Status.HANDLED, "", False
+    flag = {}
+    if shortcode is None or not shortcode.active:
+        logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
+    elif not inbound_provider_allowed(shortcode=shortcode, provider=inbound.provider):
+        flag = {
+            "error_code": "provider_mismatch",
+            "error_message": f"received through {inbound.provider}, but shortcode {shortcode.number} is "
+            f"configured for {shortcode.provider}: not answered",
+        }
+        logger.warning("inbound %s %s", inbound.id, flag["error_message"])
+    elif _over_inbound_limit(shortcode, inbound.phone):
+        logger.warning("inbound %s from %s over the rate limit: stored, not answered", inbound.id, inbound.phone)
+        status = Status.RATE_LIMITED
+    else:
+        contact_touch(phone=inbound.phone)
+        text, is_opt_out = _reply_text(shortcode, inbound)
+    with transaction.atomic():
+        locked = Message.objects.select_for_update().filter(id=inbound.id, status=Status.RECEIVED).first()
+        if locked is None:
+            return None
+        reply = None
+        if text:
+            reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
+        now = timezone.now()
+        Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now, **flag)
+    return reply
+
+
+def inbound_provider_allowed(*, shortcode: Shortcode, provider: str) -> bool:
+    """
+    Whether an inbound stored as received through `provider` may be answered on `shortcode`.
+
+    A webhook's credential reaches only the shortcodes configured for its own provider.
+    The console provider sends nothing and has no webhook: its shortcodes receive through
+    the generic one. The simulator runs on the server itself and reaches every shortcode.
+    """
+    if provider in (shortcode.provider, SIMULATOR_PROVIDER):
+        return True
+    return shortcode.provider == "console" and provider == "generic"
+
+
+def _reply_text(shortcode: Shortcode, inbound: Message) -> tuple[str, bool]:
+    """Opt-out and help words first, then the conversation; (text, send even to a suppressed number)."""
+    keyword_reply = opt_keyword_handle(shortcode=shortcode, inbound=inbound)
+    if keyword_reply is not None:
+        return keyword_reply
+    return conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body), False
+
+
+def _over_inbound_limit(shortcode: Shortcode, phone: str) -> bool:
+    limit = shortcode.inbound_limit_per_minute
+    return bool(limit) and window_count(f"in:{shortcode.number}:{phone}", window_seconds=60) > limit
+
+
+def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_suppression: bool = False) -> Message:
+    """Send a reply through the shortcode's gateway, with its sender, throughput and segment limit."""
+    options = SendOptions(
+        provider_config=shortcode.provider_config,
+        sender=shortcode.sender,
+        max_mps=shortcode.max_mps,
+        dlt_header=shortcode.sender if shortcode.requires_dlt else None,
+        ignore_suppression=ignore_suppression,
+    )
+    return message_send(
+        shortcode=shortcode.number,
+        phone=inbound.phone,
+        body=text,
+        provider=shortcode.provider,
+        options=options,
+        in_reply_to=inbound,
+        segment_limit=shortcode.segment_limit,
+    )

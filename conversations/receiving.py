@@ -1,0 +1,129 @@
+"""
+Receiving an inbound SMS: store it once, whatever the provider retries, and queue its
+handling after the row commits.
+"""
+
+import hashlib
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+
+from delivery.models import Message
+from delivery.phones import to_e164
+from delivery.providers.base import InboundSMS, WebhookBadRequest
+from delivery.queueing import enqueue_on_commit
+from delivery.segments import segment_info
+from delivery.statuses import Direction, Status
+from delivery.text import clean_payload, clean_text
+
+logger = logging.getLogger(__name__)
+
+# The task message_receive queues, by name: conversations.tasks imports this module, not the reverse.
+HANDLE_INBOUND_TASK = "conversations.tasks.handle_inbound"
+# `simulate_sms` stores its messages as this provider: a local command, not a webhook.
+SIMULATOR_PROVIDER = "simulator"
+
+
+def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
+    """
+    Store an inbound SMS and queue its handling; `(message, created)`.
+
+    Idempotent on (provider, provider message id): a retried or duplicated webhook
+    returns the stored row and queues nothing. Without a provider id, a signed request
+    replayed while its signature is accepted counts as that duplicate, and so does an
+    unsigned one with the same text from the same phone to the same shortcode within
+    INBOUND_DEDUPE_SECONDS (the simulator excepted). Raises InvalidPhoneNumber or
+    WebhookBadRequest for input that cannot be stored as it is.
+    """
+    phone = to_e164(sms.sender, region=settings.SMS_DEFAULT_REGION)
+    shortcode = "".join(sms.recipient.split())
+    if not shortcode or len(shortcode) > 15:
+        raise WebhookBadRequest("'to' must be a shortcode or number of at most 15 characters", field="to")
+    provider_message_id = clean_text(sms.provider_message_id or "").strip() or None
+    if provider_message_id and len(provider_message_id) > 100:
+        raise WebhookBadRequest("message id longer than 100 characters", field="id")
+    body = clean_text(sms.body)
+    info = segment_info(body)
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                direction=Direction.INBOUND,
+                status=Status.RECEIVED,
+                shortcode=shortcode,
+                phone=phone,
+                body=body,
+                encoding=info.encoding,
+                segments=info.segments,
+                provider=provider,
+                provider_message_id=provider_message_id,
+                raw_payload=clean_payload(sms.raw),
+            )
+            # The simulator is typed at the server, not replayable over the network: a
+            # repeated text there is an answer (walking a flow), never a replay.
+            if provider_message_id is None and provider != SIMULATOR_PROVIDER:
+                first = _inbound_repeat_claim(message, sms)
+                if first is not None:
+                    raise _RepeatedInbound(first)  # rolls this row back
+            enqueue_on_commit(HANDLE_INBOUND_TASK, message.id)
+    except _RepeatedInbound as repeated:
+        logger.info("repeated id-less inbound %s/%s ignored", provider, repeated.first.id)
+        return repeated.first, False
+    except IntegrityError:
+        existing = Message.objects.filter(
+            provider=provider,
+            direction=Direction.INBOUND,
+            provider_message_id=provider_message_id,
+        ).first()
+        if existing is None:
+            raise
+        logger.info("duplicate inbound %s/%s ignored", provider, provider_message_id)
+        return existing, False
+    return message, True
+
+
+class _RepeatedInbound(Exception):
+    def __init__(self, first: Message):
+        super().__init__(first.id)
+        self.first = first
+
+
+def _inbound_repeat_claim(message: Message, sms: InboundSMS) -> Message | None:
+    """
+    Claim an id-less inbound for a while; the earlier stored message holding the claim, if any.
+
+    A signed request is claimed by its signature for as long as the signature is accepted:
+    a replay carries the same one, a new message is signed anew. Any other is claimed by
+    its content (provider, phone, shortcode, text) for INBOUND_DEDUPE_SECONDS.
+    `cache.add` makes the claim atomic. A claim whose message was never committed (its
+    webhook failed and is being retried) or whose window has passed is taken over. The
+    window is checked against the stored time too, not only the cache's expiry.
+    """
+    if sms.replay_key:
+        window = sms.replay_window_seconds
+        content = "\x00".join((message.provider, "signed", sms.replay_key))
+    else:
+        window = settings.INBOUND_DEDUPE_SECONDS
+        content = "\x00".join((message.provider, message.phone, message.shortcode, message.body))
+    if window <= 0:
+        return None
+    key = f"inbound-repeat:{hashlib.sha256(content.encode()).hexdigest()}"
+    now = time.time()
+    if cache.add(key, (message.id, now), timeout=window):
+        return None
+    held = cache.get(key)
+    if held is not None and now - held[1] < window:
+        first = Message.objects.filter(
+            id=held[0],
+            direction=Direction.INBOUND,
+            provider=message.provider,
+            provider_message_id__isnull=True,
+            phone=message.phone,
+            shortcode=message.shortcode,
+        ).first()
+        if first is not None:
+            return first
+    cache.set(key, (message.id, now), timeout=window)
+    return None

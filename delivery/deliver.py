@@ -1,0 +1,244 @@
+"""
+Handing a queued outbound message to its provider: claim, check again, throttle, send,
+record, and the retry policy for what failed on the way.
+"""
+
+import logging
+import random
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from delivery.channel_log import channel_log_exchanges
+from delivery.models import Message
+from delivery.providers import UnknownProvider, get_provider
+from delivery.providers.base import OutboundSMS, Provider, SendError, SendResult
+from delivery.reports import delivery_reports_apply_pending, message_fail
+from delivery.send_options import SendOptions
+from delivery.statuses import Direction, Status
+from delivery.suppression import carrier_opt_out_record, suppression_get, suppression_reason
+from delivery.throttle import token_bucket_take
+from templates.services import promotional_window_next_start, template_resolve
+
+logger = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """Not now: a transient provider failure or the shortcode's throughput is spent."""
+
+    def __init__(self, countdown: float, reason: str):
+        super().__init__(reason)
+        self.countdown = countdown
+
+
+def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
+    """
+    Hand a queued message to its provider, once.
+
+    The `queued -> sending` claim is a conditional update, so a task that runs twice
+    (redelivered by the broker, or re-queued by the sweep) calls the provider once.
+    A transient failure puts the message back to `queued`, records the attempt and
+    raises RetryLater, until settings.DELIVER_MAX_ATTEMPTS (or `final_attempt`), when
+    it is marked `failed` with the reason. A permanent failure fails at once.
+
+    Before the provider is called, the suppression list and the DLT templates are
+    checked again (see _send_rules_recheck): what would be refused now is `refused`.
+    A send the provider refuses because the number opted out at the carrier puts the
+    number on the suppression list (see carrier_opt_out_record).
+
+    Returns what became of it: "skipped" (not queued, or not due), Status.REFUSED, "held"
+    (a promotional text outside its window), Status.SENT or Status.FAILED.
+    """
+    if not _message_claim(message_id):
+        return "skipped"
+    message = Message.objects.get(id=message_id)
+    options = SendOptions.from_json(message.provider_options)
+    if (outcome := _send_rules_recheck(message, options)) is not None:
+        return outcome
+    _throughput_take(message, options)
+    provider = get_provider(message.provider)
+    try:
+        result = provider.send(_outbound_sms(message, options))
+    except SendError as exc:
+        return _send_error_handle(message, provider, exc, final_attempt=final_attempt)
+    _send_success_record(message, result)
+    return Status.SENT
+
+
+def _message_claim(message_id: int) -> bool:
+    """`queued -> sending` for a message that is due, counting the attempt; False when another run has it."""
+    now = timezone.now()
+    return bool(
+        Message.objects.filter(
+            Q(send_after__isnull=True) | Q(send_after__lte=now),
+            id=message_id,
+            direction=Direction.OUTBOUND,
+            status=Status.QUEUED,
+        ).update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now)
+    )
+
+
+def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
+    """
+    Take message_send's decisions again for a claimed (`sending`) message, as things are now.
+
+    A number that opted out since is refused (`opted_out`) unless the message goes even to
+    suppressed numbers (the opt-out confirmation, HELP answers). A DLT-bound text must still
+    match an approved template of its header: one revoked or changed since is refused
+    (`dlt_no_template`, with the matcher's why), and the IDs sent are those of today's
+    match; a match that is now promotional outside its window goes back to `queued` with
+    `send_after`. Returns Status.REFUSED, "held", or None to go on with the send. Costs one
+    indexed query (the suppression list); the template index is cached.
+    """
+    if not options.ignore_suppression:
+        suppression = suppression_get(phone=message.phone, shortcode=message.shortcode)
+        if suppression is not None:
+            logger.info("send to %s refused at send time: opted out", message.phone)
+            reason = suppression_reason(phone=message.phone, suppression=suppression)
+            _message_refuse(message.id, code="opted_out", reason=reason)
+            return Status.REFUSED
+    header = options.dlt_header
+    if not header:
+        return None
+    resolution = template_resolve(header=header, text=message.body)
+    if not resolution.matched:
+        logger.warning("send to %s refused at send time, no DLT template for header %s", message.phone, header)
+        _message_refuse(message.id, code="dlt_no_template", reason=resolution.why)
+        return Status.REFUSED
+    stamp = {
+        "dlt_template_id": resolution.template_id,
+        "dlt_entity_id": resolution.entity_id,
+        "dlt_category": resolution.category,
+    }
+    if any(getattr(message, field) != value for field, value in stamp.items()):
+        Message.objects.filter(id=message.id, status=Status.SENDING).update(**stamp, updated_at=timezone.now())
+        for field, value in stamp.items():
+            setattr(message, field, value)
+    opens = promotional_window_next_start(now=timezone.now()) if resolution.promotional else None
+    if opens is not None:
+        # Held, as message_send holds it: not an attempt.
+        Message.objects.filter(id=message.id, status=Status.SENDING).update(
+            status=Status.QUEUED, send_after=opens, attempts=F("attempts") - 1, updated_at=timezone.now()
+        )
+        return "held"
+    return None
+
+
+def _message_refuse(message_id: int, *, code: str, reason: str) -> None:
+    Message.objects.filter(id=message_id, status=Status.SENDING).update(
+        status=Status.REFUSED, error_code=code, error_message=reason, updated_at=timezone.now()
+    )
+
+
+def _throughput_take(message: Message, options: SendOptions) -> None:
+    """Spend one token of the shortcode's messages-per-second budget; RetryLater when it is spent."""
+    if not options.max_mps:
+        return
+    wait = token_bucket_take(f"mps:{message.shortcode}", rate=float(options.max_mps))
+    if wait:
+        # Over the shortcode's throughput: back in the queue, not dropped, and not an attempt.
+        Message.objects.filter(id=message.id, status=Status.SENDING).update(
+            status=Status.QUEUED, attempts=F("attempts") - 1, updated_at=timezone.now()
+        )
+        raise RetryLater(wait, "throttled")
+
+
+def _outbound_sms(message: Message, options: SendOptions) -> OutboundSMS:
+    return OutboundSMS(
+        reference=str(message.uuid),
+        to=message.phone,
+        sender=options.sender or message.shortcode,
+        body=message.body,
+        callback_url=callback_url(provider=message.provider, reference=message.uuid),
+        options=send_options(message),
+    )
+
+
+def send_options(message: Message) -> dict:
+    """What the provider receives as options: the shortcode's provider options, plus the DLT IDs it must pass on."""
+    options = SendOptions.from_json(message.provider_options).provider_options()
+    if message.dlt_template_id:
+        options.update(
+            dlt_template_id=message.dlt_template_id,
+            dlt_entity_id=message.dlt_entity_id,
+            dlt_category=message.dlt_category,
+        )
+    return options
+
+
+def callback_url(*, provider: str, reference: uuid.UUID | str) -> str | None:
+    """
+    Our status webhook for one message; `ref` finds the message even before the provider's id
+    is stored. None without PUBLIC_BASE_URL: the provider then reports only where its account
+    points, if anywhere.
+
+    A provider that signs nothing reads <SLUG>_WEBHOOK_TOKEN (and declares it among its
+    SECRET_SETTINGS): its webhook checks it as `?token=`, so the URL alone is enough. Providers
+    that sign, and the generic one (it proves itself with WEBHOOK_SECRET), get no token: their
+    webhook would ignore it and the aggregator would hold a secret for nothing.
+    """
+    if not settings.PUBLIC_BASE_URL:
+        return None
+    url = f"{settings.PUBLIC_BASE_URL}/webhooks/{provider}/status/?ref={reference}"
+    token_setting = f"{provider.upper()}_WEBHOOK_TOKEN"
+    try:
+        reads_token = token_setting in get_provider(provider).SECRET_SETTINGS
+    except UnknownProvider:
+        reads_token = False
+    token = getattr(settings, token_setting, "") if reads_token else ""
+    return f"{url}&token={token}" if token else url
+
+
+def _send_error_handle(message: Message, provider: Provider, exc: SendError, *, final_attempt: bool) -> str:
+    """
+    Log the failed call and apply the retry policy: a transient error before the last
+    attempt goes back to `queued` and raises RetryLater; anything else is `failed`.
+    """
+    channel_log_exchanges(provider=message.provider, message_id=message.id, exchanges=exc.exchanges)
+    opted_out = carrier_opt_out_record(provider=provider, message=message, error_code=exc.code)
+    final = opted_out or final_attempt or message.attempts >= settings.DELIVER_MAX_ATTEMPTS
+    if exc.transient and not final:
+        countdown = retry_countdown(message.attempts, exc.retry_after)
+        Message.objects.filter(id=message.id, status=Status.SENDING).update(
+            status=Status.QUEUED,
+            error_code=exc.code[:50],
+            error_message=str(exc),
+            next_attempt_at=timezone.now() + timedelta(seconds=countdown),
+            updated_at=timezone.now(),
+        )
+        raise RetryLater(countdown, str(exc)) from exc
+    reason = str(exc) if not exc.transient else f"gave up after {message.attempts} attempts: {exc}"
+    message_fail(message_id=message.id, code=exc.code or "send_failed", reason=reason)
+    return Status.FAILED
+
+
+def retry_countdown(attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (about 2 s, 4 s, 8 s ... capped at 5 min); a provider's Retry-After wins."""
+    if retry_after is not None:
+        return min(retry_after, 3600.0)
+    base = min(2.0**attempts, 300.0)
+    return base + random.uniform(0, base / 2)
+
+
+def _send_success_record(message: Message, result: SendResult) -> None:
+    """Store the provider's id, log the calls, and apply the reports that arrived before the id."""
+    provider_message_id = result.provider_message_id[:100]
+    now = timezone.now()
+    not_yet_sent = Q(status__in=[Status.QUEUED, Status.SENDING])
+    with transaction.atomic():
+        # One UPDATE: keep the id even when a report already moved the message past `sent`.
+        Message.objects.filter(id=message.id).update(
+            provider_message_id=Coalesce("provider_message_id", Value(provider_message_id)),
+            status=Case(When(not_yet_sent, then=Value(Status.SENT)), default=F("status")),
+            sent_at=Case(When(not_yet_sent, then=Value(now)), default=F("sent_at")),
+            updated_at=now,
+        )
+        channel_log_exchanges(provider=message.provider, message_id=message.id, exchanges=result.exchanges)
+        delivery_reports_apply_pending(
+            message_id=message.id, provider=message.provider, provider_message_id=provider_message_id
+        )

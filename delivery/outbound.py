@@ -1,0 +1,169 @@
+"""
+Storing outbound messages: what is sent, what is refused before it is stored `queued`,
+and sending failed ones again. The deliver task does the sending (delivery/deliver.py).
+"""
+
+import logging
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from delivery.models import Message
+from delivery.queueing import enqueue_on_commit
+from delivery.segments import segment_info, truncate_to_segments
+from delivery.send_options import SendOptions
+from delivery.statuses import Direction, Status
+from delivery.suppression import suppression_get, suppression_reason
+from delivery.text import clean_text
+from templates.services import promotional_window_next_start, template_resolve
+
+logger = logging.getLogger(__name__)
+
+# The task message_send queues, by name: delivery.tasks imports this module, not the reverse.
+DELIVER_TASK = "delivery.tasks.deliver"
+# Error codes of the sends we refuse ourselves (stored `refused`, never sent).
+REFUSAL_CODES = ("opted_out", "dlt_no_template")
+
+
+# No savepoint of its own: called inside inbound handling, whose transaction it joins.
+@transaction.atomic(savepoint=False)
+def message_send(
+    *,
+    shortcode: str,
+    phone: str,
+    body: str,
+    provider: str,
+    options: SendOptions | None = None,
+    in_reply_to: Message | None = None,
+    segment_limit: int | None = None,
+) -> Message:
+    """
+    Store an outbound message and queue its delivery once the transaction commits.
+
+    A text longer than `segment_limit` segments is cut at a segment boundary with a
+    marker (and logged). A number on the suppression list gets nothing: the message is
+    stored `refused` with the reason and never queued; `options.ignore_suppression` is
+    for the one confirmation an opt-out itself sends and for HELP answers, which
+    carriers require at all times.
+
+    With `options.dlt_header` (a DLT-bound shortcode's sender ID) the text must match an
+    approved template for that header: the template, entity and category IDs are stored
+    and travel with the send; a text that matches none is stored `refused`
+    (`dlt_no_template`, with the matcher's why) and never sent. A promotional match
+    outside 09:00-21:00 IST is held until the window opens (`send_after`); the outbox
+    sweep sends it then.
+
+    The options, these two rules among them, are stored on the message (SendOptions) so
+    that message_deliver takes both decisions again at send time.
+    """
+    options = options or SendOptions()
+    message = _message_build(
+        shortcode=shortcode,
+        phone=phone,
+        text=_text_fit(body, segment_limit=segment_limit, phone=phone),
+        provider=provider,
+        options=options,
+        in_reply_to=in_reply_to,
+    )
+    if not options.ignore_suppression and _suppressed_refuse(message):
+        message.save()
+        return message
+    if options.dlt_header is not None and not _dlt_stamp(message, options.dlt_header):
+        message.save()
+        return message
+    message.save()
+    if message.send_after is None:
+        enqueue_on_commit(DELIVER_TASK, message.id)
+    return message
+
+
+def _text_fit(body: str, *, segment_limit: int | None, phone: str) -> str:
+    text = clean_text(body)
+    if segment_limit:
+        text, was_cut = truncate_to_segments(text, segment_limit)
+        if was_cut:
+            logger.warning("reply to %s cut to %d segments (%d characters)", phone, segment_limit, len(body))
+    return text
+
+
+def _message_build(
+    *, shortcode: str, phone: str, text: str, provider: str, options: SendOptions, in_reply_to: Message | None
+) -> Message:
+    info = segment_info(text)
+    return Message(
+        direction=Direction.OUTBOUND,
+        status=Status.QUEUED,
+        shortcode=shortcode,
+        phone=phone,
+        body=text,
+        encoding=info.encoding,
+        segments=info.segments,
+        provider=provider,
+        provider_options=options.to_json(),
+        in_reply_to=in_reply_to,
+    )
+
+
+def _suppressed_refuse(message: Message) -> bool:
+    """Mark the message refused when its number opted out of its shortcode; True when so."""
+    suppression = suppression_get(phone=message.phone, shortcode=message.shortcode)
+    if suppression is None:
+        return False
+    message.status = Status.REFUSED
+    message.error_code = "opted_out"
+    message.error_message = suppression_reason(phone=message.phone, suppression=suppression)
+    logger.info("send to %s refused: opted out", message.phone)
+    return True
+
+
+def _dlt_stamp(message: Message, header: str) -> bool:
+    """Resolve the message's DLT template; False (message marked refused) when none matches."""
+    resolution = template_resolve(header=header, text=message.body)
+    if not resolution.matched:
+        message.status = Status.REFUSED
+        message.error_code = "dlt_no_template"
+        message.error_message = resolution.why
+        logger.warning("reply to %s refused, no DLT template for header %s: %s", message.phone, header, resolution.why)
+        return False
+    message.dlt_template_id = resolution.template_id
+    message.dlt_entity_id = resolution.entity_id
+    message.dlt_category = resolution.category
+    if resolution.promotional:
+        message.send_after = promotional_window_next_start(now=timezone.now())
+    return True
+
+
+def messages_requeue(*, message_ids: list[int]) -> int:
+    """
+    Send failed (or stuck queued) outbound messages again; returns how many were queued.
+
+    A `refused` message is never sent: neither is an older `failed` row whose error code
+    is a refusal (rows stored before refusals had their own status). What is re-queued
+    still goes through message_deliver's send-time checks.
+    """
+    requeued = 0
+    for message_id in message_ids:
+        with transaction.atomic():
+            moved = (
+                Message.objects.filter(
+                    id=message_id, direction=Direction.OUTBOUND, status__in=[Status.FAILED, Status.QUEUED]
+                )
+                .exclude(error_code__in=REFUSAL_CODES)
+                .update(
+                    status=Status.QUEUED,
+                    error_code="",
+                    error_message="",
+                    updated_at=timezone.now(),
+                )
+            )
+            if moved:
+                enqueue_on_commit(DELIVER_TASK, message_id)
+                requeued += 1
+    return requeued
+
+
+def messages_refused_count(*, message_ids: list[int]) -> int:
+    """How many of these are refusals, which messages_requeue never sends."""
+    refusals = Q(status=Status.REFUSED) | Q(status=Status.FAILED, error_code__in=REFUSAL_CODES)
+    return Message.objects.filter(refusals, id__in=message_ids, direction=Direction.OUTBOUND).count()
