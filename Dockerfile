@@ -9,7 +9,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput -v0
 
-RUN useradd --system --uid 1000 smsgate && mkdir -p var && chown smsgate var
+# var/metrics: PROMETHEUS_MULTIPROC_DIR in docker-compose.yml, a volume that starts with this owner.
+RUN useradd --system --uid 1000 smsgate && mkdir -p var/metrics && chown -R smsgate var
 USER smsgate
 
 EXPOSE 8000

@@ -44,3 +44,14 @@ def command_lookup(*, shortcode: Shortcode, parsed: ParsedText) -> Command | Non
         .order_by("pk")
         .first()
     )
+
+
+def shortcode_number_list() -> list[str]:
+    """Every configured shortcode's number (the values a `shortcode` metric label may take)."""
+    return list(Shortcode.objects.values_list("number", flat=True))
+
+
+def command_keyword_list() -> list[str]:
+    """Every configured code and alias, upper-case (the values a `command` metric label may take)."""
+    codes = Command.objects.values_list("code", flat=True).distinct()
+    return sorted({*codes, *Alias.objects.values_list("keyword", flat=True).distinct()})

@@ -4,6 +4,7 @@ names, run the handler, and keep or clear the session.
 """
 
 import logging
+from dataclasses import dataclass
 
 from django.db import transaction
 
@@ -17,10 +18,20 @@ from templates.services import TemplateRenderError, template_render
 logger = logging.getLogger(__name__)
 
 
-def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> str:
+@dataclass(frozen=True)
+class StepReply:
+    """A conversation step's reply, and the code of the command that gave it ("" for the shortcode's own texts)."""
+
+    text: str
+    command: str = ""
+
+
+def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> StepReply:
     """
     The reply to one SMS: resume the phone's open flow, or start the command its first
     word names. Empty or unknown input gets the shortcode's own texts, never an error.
+    The command's code travels with the reply, for the handler's timing by command: a
+    configured code, never the caller's text.
     """
     session = session_get(shortcode=shortcode.number, phone=phone)
     command = None
@@ -41,10 +52,10 @@ def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> str:
     else:
         parsed = parse_text(text)
         if not parsed.code:
-            return shortcode.menu_text
+            return StepReply(shortcode.menu_text)
         command = command_lookup(shortcode=shortcode, parsed=parsed)
         if command is None:
-            return shortcode.unknown_text
+            return StepReply(shortcode.unknown_text)
         context = HandlerContext(
             shortcode=shortcode.number,
             phone=phone,
@@ -73,7 +84,7 @@ def conversation_step(*, shortcode: Shortcode, phone: str, text: str) -> str:
         )
     elif session is not None:
         session_clear(shortcode=shortcode.number, phone=phone)
-    return result.reply
+    return StepReply(result.reply, command.code)
 
 
 def handler_run(*, command: Command, context: HandlerContext) -> HandlerResult:

@@ -6,6 +6,7 @@ flow or command); this module decides whether to answer at all and sends the rep
 """
 
 import logging
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +18,7 @@ from conversations.contacts import contact_touch
 from conversations.conversation import conversation_step
 from conversations.optout import opt_keyword_handle
 from conversations.receiving import SIMULATOR_PROVIDER
+from delivery.correlation import correlation_bind, message_correlation_id, message_event
 from delivery.models import Message
 from delivery.outbound import message_send
 from delivery.send_options import SendOptions
@@ -77,11 +79,21 @@ def _inbound_handle_one(message_id: int) -> Message | None:
     inbound = Message.objects.filter(id=message_id, direction=Direction.INBOUND).first()
     if inbound is None or inbound.status != Status.RECEIVED:
         return None
+    # Every line logged while the message is handled, its reply's included, carries its id.
+    with correlation_bind(message_correlation_id(inbound)):
+        return _inbound_answer(inbound)
+
+
+def _inbound_answer(inbound: Message) -> Message | None:
+    """The rest of _inbound_handle_one, for a message still `received`; ends with one inbound.handled event."""
+    started = time.monotonic()
     shortcode = shortcode_get(number=inbound.shortcode)
-    status, text, is_opt_out = Status.HANDLED, "", False
+    status, text, is_opt_out, command = Status.HANDLED, "", False, ""
     flag = {}
+    outcome = "no_reply"
     if shortcode is None or not shortcode.active:
         logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
+        outcome = "unknown_shortcode"
     elif not inbound_provider_allowed(shortcode=shortcode, provider=inbound.provider):
         flag = {
             "error_code": "provider_mismatch",
@@ -89,12 +101,14 @@ def _inbound_handle_one(message_id: int) -> Message | None:
             f"configured for {shortcode.provider}: not answered",
         }
         logger.warning("inbound %s %s", inbound.id, flag["error_message"])
+        outcome = "provider_mismatch"
     elif _over_inbound_limit(shortcode, inbound.phone):
         logger.warning("inbound %s from %s over the rate limit: stored, not answered", inbound.id, inbound.phone)
         status = Status.RATE_LIMITED
+        outcome = "rate_limited"
     else:
         contact_touch(phone=inbound.phone)
-        text, is_opt_out = _reply_text(shortcode, inbound)
+        text, is_opt_out, command = _reply_text(shortcode, inbound)
     with transaction.atomic():
         locked = Message.objects.select_for_update().filter(id=inbound.id, status=Status.RECEIVED).first()
         if locked is None:
@@ -104,6 +118,9 @@ def _inbound_handle_one(message_id: int) -> Message | None:
             reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
         now = timezone.now()
         Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now, **flag)
+    outcome = "replied" if reply is not None else outcome
+    duration_ms = round((time.monotonic() - started) * 1000, 3)
+    message_event("inbound.handled", inbound, command=command, outcome=outcome, duration_ms=duration_ms)
     return reply
 
 
@@ -120,12 +137,16 @@ def inbound_provider_allowed(*, shortcode: Shortcode, provider: str) -> bool:
     return shortcode.provider == "console" and provider == "generic"
 
 
-def _reply_text(shortcode: Shortcode, inbound: Message) -> tuple[str, bool]:
-    """Opt-out and help words first, then the conversation; (text, send even to a suppressed number)."""
+def _reply_text(shortcode: Shortcode, inbound: Message) -> tuple[str, bool, str]:
+    """
+    Opt-out and help words first, then the conversation; (text, send even to a suppressed
+    number, the code of the command that answered or "").
+    """
     keyword_reply = opt_keyword_handle(shortcode=shortcode, inbound=inbound)
     if keyword_reply is not None:
-        return keyword_reply
-    return conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body), False
+        return *keyword_reply, ""
+    step = conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body)
+    return step.text, False, step.command
 
 
 def _over_inbound_limit(shortcode: Shortcode, phone: str) -> bool:

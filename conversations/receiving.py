@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
+from delivery.correlation import message_event
 from delivery.models import Message
 from delivery.phones import to_e164
 from delivery.providers.base import InboundSMS, WebhookBadRequest
@@ -70,6 +71,7 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
             enqueue_on_commit(HANDLE_INBOUND_TASK, message.id)
     except _RepeatedInbound as repeated:
         logger.info("repeated id-less inbound %s/%s ignored", provider, repeated.first.id)
+        message_event("inbound.stored", repeated.first, duplicate=True)
         return repeated.first, False
     except IntegrityError:
         existing = Message.objects.filter(
@@ -80,7 +82,9 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
         if existing is None:
             raise
         logger.info("duplicate inbound %s/%s ignored", provider, provider_message_id)
+        message_event("inbound.stored", existing, duplicate=True)
         return existing, False
+    message_event("inbound.stored", message, duplicate=False)
     return message, True
 
 

@@ -53,3 +53,15 @@ def session_save(*, shortcode: str, phone: str, session: Session, ttl: int) -> N
 
 def session_clear(*, shortcode: str, phone: str) -> None:
     cache.delete(session_key(shortcode, phone))
+
+
+def sessions_count() -> int | None:
+    """
+    Sessions the cache holds (one past its time-out but not yet evicted included), or None
+    when the cache cannot list its keys (local memory). Redis is walked with SCAN, which
+    never blocks it for long.
+    """
+    iter_keys = getattr(cache, "iter_keys", None)
+    if iter_keys is None:
+        return None
+    return sum(1 for _ in iter_keys(session_key("*", "*")))

@@ -7,7 +7,6 @@ secrets and so never equal to one).
 """
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -134,10 +133,3 @@ def channel_log_refusal(
         logger.exception("could not write the channel log for a refused %s webhook", provider)
         return False
     return True
-
-
-def channel_log_purge(*, now=None) -> int:
-    """Delete channel log rows older than RETENTION_PERIODS['channel_log'] days; returns the count."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.RETENTION_PERIODS["channel_log"])
-    deleted, _ = ChannelLog.objects.filter(created_at__lt=cutoff).delete()
-    return deleted

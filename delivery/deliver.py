@@ -5,6 +5,7 @@ record, and the retry policy for what failed on the way.
 
 import logging
 import random
+import time
 import uuid
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from delivery.channel_log import channel_log_exchanges
+from delivery.correlation import correlation_bind, message_correlation_id, message_event
 from delivery.models import Message
 from delivery.providers import UnknownProvider, get_provider
 from delivery.providers.base import OutboundSMS, Provider, SendError, SendResult
@@ -57,17 +59,32 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     if not _message_claim(message_id):
         return "skipped"
     message = Message.objects.get(id=message_id)
+    # Every line logged while the message is sent carries the id of the SMS it answers.
+    with correlation_bind(message_correlation_id(message)):
+        return _message_hand_over(message, final_attempt=final_attempt)
+
+
+def _message_hand_over(message: Message, *, final_attempt: bool) -> str:
+    """The rest of message_deliver, for a claimed message; a call to the provider ends with a message.sent event."""
     options = SendOptions.from_json(message.provider_options)
     if (outcome := _send_rules_recheck(message, options)) is not None:
         return outcome
     _throughput_take(message, options)
     provider = get_provider(message.provider)
+    started = time.monotonic()
     try:
         result = provider.send(_outbound_sms(message, options))
     except SendError as exc:
-        return _send_error_handle(message, provider, exc, final_attempt=final_attempt)
+        duration_ms = _ms_since(started)
+        return _send_error_handle(message, provider, exc, final_attempt=final_attempt, duration_ms=duration_ms)
+    duration_ms = _ms_since(started)
     _send_success_record(message, result)
+    message_event("message.sent", message, outcome="sent", duration_ms=duration_ms, error_code="")
     return Status.SENT
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
 
 
 def _message_claim(message_id: int) -> bool:
@@ -100,7 +117,7 @@ def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
         if suppression is not None:
             logger.info("send to %s refused at send time: opted out", message.phone)
             reason = suppression_reason(phone=message.phone, suppression=suppression)
-            _message_refuse(message.id, code="opted_out", reason=reason)
+            _message_refuse(message, code="opted_out", reason=reason)
             return Status.REFUSED
     header = options.dlt_header
     if not header:
@@ -108,7 +125,7 @@ def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
     resolution = template_resolve(header=header, text=message.body)
     if not resolution.matched:
         logger.warning("send to %s refused at send time, no DLT template for header %s", message.phone, header)
-        _message_refuse(message.id, code="dlt_no_template", reason=resolution.why)
+        _message_refuse(message, code="dlt_no_template", reason=resolution.why)
         return Status.REFUSED
     stamp = {
         "dlt_template_id": resolution.template_id,
@@ -129,10 +146,12 @@ def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
     return None
 
 
-def _message_refuse(message_id: int, *, code: str, reason: str) -> None:
-    Message.objects.filter(id=message_id, status=Status.SENDING).update(
+def _message_refuse(message: Message, *, code: str, reason: str) -> None:
+    Message.objects.filter(id=message.id, status=Status.SENDING).update(
         status=Status.REFUSED, error_code=code, error_message=reason, updated_at=timezone.now()
     )
+    message_event("message.refused", message, reason=code)
+    message_event("message.sent", message, outcome="refused", duration_ms=0, error_code=code)
 
 
 def _throughput_take(message: Message, options: SendOptions) -> None:
@@ -194,10 +213,13 @@ def callback_url(*, provider: str, reference: uuid.UUID | str) -> str | None:
     return f"{url}&token={token}" if token else url
 
 
-def _send_error_handle(message: Message, provider: Provider, exc: SendError, *, final_attempt: bool) -> str:
+def _send_error_handle(
+    message: Message, provider: Provider, exc: SendError, *, final_attempt: bool, duration_ms: float = 0
+) -> str:
     """
     Log the failed call and apply the retry policy: a transient error before the last
     attempt goes back to `queued` and raises RetryLater; anything else is `failed`.
+    `duration_ms` is how long the failed call took, for the message.sent event.
     """
     channel_log_exchanges(provider=message.provider, message_id=message.id, exchanges=exc.exchanges)
     opted_out = carrier_opt_out_record(provider=provider, message=message, error_code=exc.code)
@@ -211,9 +233,13 @@ def _send_error_handle(message: Message, provider: Provider, exc: SendError, *, 
             next_attempt_at=timezone.now() + timedelta(seconds=countdown),
             updated_at=timezone.now(),
         )
+        message_event("message.sent", message, outcome="retry", duration_ms=duration_ms, error_code=exc.code)
         raise RetryLater(countdown, str(exc)) from exc
     reason = str(exc) if not exc.transient else f"gave up after {message.attempts} attempts: {exc}"
     message_fail(message_id=message.id, code=exc.code or "send_failed", reason=reason)
+    message_event(
+        "message.sent", message, outcome="failed", duration_ms=duration_ms, error_code=exc.code, transient=exc.transient
+    )
     return Status.FAILED
 
 

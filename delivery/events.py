@@ -22,7 +22,8 @@ Event names and their fields (labels must stay bounded: no phone numbers, no fre
     message.refused    provider, shortcode, reason (dlt_no_template|opted_out), message_id,
                        correlation_id, phone
     message.sent       provider, shortcode, outcome (sent|retry|failed|refused), duration_ms
-                       (the provider API call), error_code, message_id, correlation_id, phone
+                       (the provider API call), error_code, message_id, correlation_id, phone;
+                       a `failed` one also says whether its last error was `transient`
     report.recorded    provider, status (ours, or "unknown"), applied (bool), message_id,
                        correlation_id
     suppression.added  shortcode, source (sms|provider|admin), phone

@@ -6,12 +6,16 @@ log. It renders each record's message with its arguments, then masks every decla
 secret (delivery.redaction), the values of token-like query parameters (`?token=`),
 and, unless the root logger is at DEBUG, phone numbers down to their last four digits.
 Exception text is rendered and masked the same way, since an error's message may quote
-a URL with its credentials.
+a URL with its credentials. An event's fields (delivery.events) are cleaned the same way,
+into a new dict: the listeners share the original.
 """
 
 import logging
 
 from delivery.redaction import phones_mask, redact, redact_query
+
+# Event fields that are our own identifiers, never a phone or a secret.
+UNMASKED_FIELDS = frozenset({"correlation_id"})
 
 
 class RedactingFilter(logging.Filter):
@@ -30,6 +34,9 @@ class RedactingFilter(logging.Filter):
             return True
         record.msg = self.clean(message, mask_phones)
         record.args = None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {key: self.clean_value(key, value, mask_phones) for key, value in fields.items()}
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -37,6 +44,13 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.clean(record.stack_info, mask_phones)
         return True
+
+    @classmethod
+    def clean_value(cls, key: str, value, mask_phones: bool):
+        """A field's value cleaned; a correlation id (a uuid whose last group may be all digits) is no phone."""
+        if not isinstance(value, str) or key in UNMASKED_FIELDS:
+            return value
+        return cls.clean(value, mask_phones)
 
     @staticmethod
     def clean(text: str, mask_phones: bool) -> str:

@@ -23,6 +23,7 @@ class Message(models.Model):
 
     An inbound row is written before any work is queued and is unique per
     (provider, provider_message_id), which makes aggregator retries harmless.
+    Deleted after RETENTION_PERIODS["message"] days (delivery.retention).
     """
 
     class Encoding(models.TextChoices):
@@ -111,6 +112,8 @@ class DeliveryReport(models.Model):
 
     Kept even when it changes nothing (duplicate, late, unknown status) or matches no
     message yet: a report can arrive before the send call has stored the provider's id.
+    Its raw payload is emptied after RETENTION_PERIODS["report_payload"] days; the row goes
+    with its message (delivery.retention).
     """
 
     message = models.ForeignKey(

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from delivery.correlation import message_event
 from delivery.models import Message
 from delivery.queueing import enqueue_on_commit
 from delivery.segments import segment_info, truncate_to_segments
@@ -68,13 +69,16 @@ def message_send(
     )
     if not options.ignore_suppression and _suppressed_refuse(message):
         message.save()
+        message_event("message.refused", message, reason=message.error_code)
         return message
     if options.dlt_header is not None and not _dlt_stamp(message, options.dlt_header):
         message.save()
+        message_event("message.refused", message, reason=message.error_code)
         return message
     message.save()
     if message.send_after is None:
         enqueue_on_commit(DELIVER_TASK, message.id)
+    message_event("message.queued", message, segments=message.segments)
     return message
 
 

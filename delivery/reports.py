@@ -14,6 +14,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from delivery.correlation import message_correlation_id
+from delivery.events import event
 from delivery.models import DeliveryReport, Message
 from delivery.providers import UnknownProvider, get_provider
 from delivery.providers.base import StatusUpdate
@@ -99,7 +101,7 @@ def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryRe
             reference = uuid.UUID(update.reference)
         except ValueError:
             reference = None
-    return DeliveryReport.objects.create(
+    report = DeliveryReport.objects.create(
         message=message,
         provider=provider,
         provider_message_id=clean_text(update.provider_message_id)[:100],
@@ -111,6 +113,15 @@ def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryRe
         applied=applied,
         raw_payload=clean_payload(redact_payload(update.raw)),
     )
+    event(
+        "report.recorded",
+        provider=provider,
+        status=update.status or "unknown",
+        applied=applied,
+        message_id=report.message_id,
+        correlation_id=message_correlation_id(message) if message is not None else "",
+    )
+    return report
 
 
 def _report_message(provider: str, update: StatusUpdate) -> Message | None:

@@ -8,6 +8,7 @@ refuses before storing, message_deliver refuses again at send time. Rows come fr
 
 import logging
 
+from delivery.events import event
 from delivery.models import Message, Suppression
 from delivery.providers.base import Provider
 
@@ -21,9 +22,11 @@ def suppression_get(*, phone: str, shortcode: str) -> Suppression | None:
 
 def suppression_add(*, phone: str, shortcode: str, keyword: str, source: str = "sms", message=None) -> Suppression:
     """Put a number on the suppression list for one shortcode ("" = all); opting out twice keeps the first row."""
-    suppression, _ = Suppression.objects.get_or_create(
+    suppression, created = Suppression.objects.get_or_create(
         phone=phone, shortcode=shortcode, defaults={"keyword": keyword, "source": source, "message": message}
     )
+    if created:
+        event("suppression.added", shortcode=shortcode, source=source, phone=phone)
     return suppression
 
 

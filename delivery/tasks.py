@@ -4,7 +4,7 @@ import logging
 
 from celery import Task, shared_task
 
-from delivery import channel_log, sweeps
+from delivery import retention, sweeps
 from delivery.deliver import RetryLater, message_deliver
 from delivery.outbound import DELIVER_TASK
 from delivery.reports import message_fail
@@ -43,4 +43,17 @@ def outbox_sweep() -> dict:
 
 @shared_task
 def channel_log_purge() -> dict:
-    return {"deleted": channel_log.channel_log_purge()}
+    """Delete old channel log rows (beat, hourly): {"deleted": n}."""
+    return retention.channel_log_purge_run()
+
+
+@shared_task
+def report_payload_purge() -> dict:
+    """Empty old delivery reports' raw payloads (beat, hourly): {"emptied": n}."""
+    return retention.report_payload_purge_run()
+
+
+@shared_task
+def message_purge() -> dict:
+    """Delete old messages with their reports (beat, hourly): {"messages": n, "reports": k}."""
+    return retention.message_purge_run()

@@ -30,6 +30,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from delivery.channel_log import channel_log_refusal, channel_log_webhook
+from delivery.events import event
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers import UnknownProvider, detect_provider, get_provider
 from delivery.providers.base import (
@@ -57,6 +58,24 @@ class BodyTooLarge(Exception):
     pass
 
 
+# The `reason` of a webhook.refused event, by the status code the webhook was answered with.
+REFUSAL_REASONS = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "unknown_provider",
+    405: "method",
+    413: "too_large",
+    503: "unavailable",
+}
+
+
+def webhook_refused_event(*, provider: str, kind: str, status_code: int) -> None:
+    """Tell the log and the metrics that a webhook was refused; `provider` is a known slug or "unknown"."""
+    known = provider if provider in settings.SMS_PROVIDER_SLUGS else "unknown"
+    reason = REFUSAL_REASONS.get(status_code, "bad_request")
+    event("webhook.refused", provider=known, kind=kind, reason=reason, status_code=status_code)
+
+
 class MethodNotTaken(ProviderError):
     """A method this provider never uses for its webhooks (most take POST only)."""
 
@@ -74,6 +93,11 @@ def _in(address: str, entries: list[str]) -> bool:
     except ValueError:
         return False
     return any(ip in network for network in _networks(tuple(entries)))
+
+
+def address_allowed(address: str, entries: list[str]) -> bool:
+    """Whether `address` is one of `entries` (IPs and CIDRs); never for an unreadable address."""
+    return _in(address, entries)
 
 
 def client_address(request: HttpRequest) -> str:
@@ -177,6 +201,7 @@ class WebhookView(View, ABC):
             if response is None:
                 raise
             self.log(request, response, progress, started)
+            webhook_refused_event(provider=progress.provider, kind=str(self.log_kind), status_code=response.status_code)
         return response
 
     get = post
@@ -195,6 +220,7 @@ class WebhookView(View, ABC):
             raise WebhookForbidden(f"{provider.slug}: {refusal}")
         verified = provider.authenticate(webhook)
         progress.authenticated = True
+        event("webhook.received", provider=provider.slug, kind=str(self.log_kind))
         try:
             # The stored rows and their channel log row commit together: one commit per webhook.
             with transaction.atomic():
@@ -215,6 +241,7 @@ class WebhookView(View, ABC):
     def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = error_response(405, f"method {request.method} not allowed")
         response["Allow"] = ", ".join(self._allowed_methods())
+        webhook_refused_event(provider=kwargs.get("provider") or "unknown", kind=str(self.log_kind), status_code=405)
         return response
 
     def log(self, request: HttpRequest, response: HttpResponse, progress: _Progress, started: float) -> None:

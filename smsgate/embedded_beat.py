@@ -4,7 +4,7 @@ Periodic jobs on the embedded default, where no broker means no celery beat.
 When tasks run in-process (no CELERY_BROKER_URL), the serving process runs
 settings.CELERY_BEAT_SCHEDULE itself in one daemon thread: the inbound and outbox
 sweeps answer and send what the in-process handling could not finish (a phone busy
-for too long, a database that stayed locked), and old channel logs are purged.
+for too long, a database that stayed locked), and old rows are purged (delivery/retention.py).
 
 It is started by smsgate/wsgi.py, which both `runserver` (in the process that serves)
 and gunicorn load; `migrate`, `seed_demo`, the test run and other management commands

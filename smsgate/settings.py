@@ -4,8 +4,11 @@ Settings for smsgate, read from the environment (django-environ).
 Every variable is optional: without any, the service runs on the embedded default
 (SQLite under var/, a local-memory cache, Celery tasks run eagerly in-process and the
 console provider). With DJANGO_DEBUG off it refuses to start without a secret key.
+Variables may also come from a .env file (DJANGO_ENV_FILE, by default .env beside
+manage.py), read when it exists; a variable set in the environment wins over the file.
 """
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,6 +19,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
+# The .env file fills in only what the environment leaves unset (read_env never overwrites).
+ENV_FILE = Path(env.str("DJANGO_ENV_FILE", default="") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -38,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # HTTP and database metrics on /metrics (smsgate/metrics_view.py adds ours).
+    "django_prometheus",
     "commands",
     "templates",
     "delivery",
@@ -47,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: times and counts every request, including the ones a middleware answers.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn, so no separate file server is needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -56,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "smsgate.urls"
@@ -96,6 +108,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=20),
         }
     )
+# The same backends wrapped by django-prometheus, which counts queries, errors and connections.
+if DATABASES["default"]["ENGINE"].startswith("django.db.backends."):
+    DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace("django.db.", "django_prometheus.db.", 1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: conversation sessions and rate limits. Redis when REDIS_URL is set.
@@ -152,8 +167,8 @@ if TRUST_X_FORWARDED_PROTO:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Off when the proxy in front redirects to HTTPS itself but cannot be trusted for the header.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS_ONLY)
-# Health probes come over plain HTTP from inside the network: never redirected.
-SECURE_REDIRECT_EXEMPT = [r"^health/"]
+# Health probes and Prometheus scrapes come over plain HTTP from inside the network: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics/?$"]
 # HSTS max-age in seconds (0 sends no header); the two flags add its includeSubDomains and preload directives.
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS_ONLY else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
@@ -177,6 +192,17 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 WEBHOOK_SIGNATURE_MAX_AGE_SECONDS = env.int("WEBHOOK_SIGNATURE_MAX_AGE_SECONDS", default=300)
 # An inbound SMS without a provider id that repeats one (same sender, shortcode, text) this recently is a replay.
 INBOUND_DEDUPE_SECONDS = env.int("INBOUND_DEDUPE_SECONDS", default=120)
+
+# /metrics answers `Authorization: Bearer <METRICS_TOKEN>` (masked like every secret) ...
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# ... and these source addresses (IPs and CIDRs); with neither set only DEBUG opens it.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+# Where every gunicorn and Celery worker writes its metrics for /metrics to add up (unset: one process).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    # prometheus_client reads the variable itself when first imported (after settings), also when it came from .env.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 # Providers by slug: the slug is the one in webhook URLs and in Shortcode.provider.
 SMS_PROVIDERS = {
@@ -250,8 +276,17 @@ GATEWAY_ALLOWED_ORIGINS = env.list(
 SHORTCODE_CONFIG_CHECK = "delivery.providers.provider_config_errors"
 GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=10.0)
 
-# How long logs are kept, in days.
-RETENTION_PERIODS = {"channel_log": env.int("CHANNEL_LOG_RETENTION_DAYS", default=7)}
+# How long rows are kept, in days (0: for ever); purged hourly by delivery/retention.py.
+RETENTION_PERIODS = {
+    # Channel log rows (webhooks received, provider API calls).
+    "channel_log": env.int("CHANNEL_LOG_RETENTION_DAYS", default=7),
+    # Delivery reports' raw payloads are emptied; the report rows stay as long as their message.
+    "report_payload": env.int("REPORT_PAYLOAD_RETENTION_DAYS", default=180),
+    # Messages, deleted with their delivery reports.
+    "message": env.int("MESSAGE_RETENTION_DAYS", default=180),
+}
+# Rows one purge transaction touches: small enough that no table is locked for long.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
 # Refused webhooks (metadata only) stored per source address per minute; the rest are counted in the log.
 CHANNEL_LOG_REFUSALS_PER_MINUTE = env.int("CHANNEL_LOG_REFUSALS_PER_MINUTE", default=10)
 
@@ -304,17 +339,29 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "delivery.tasks.outbox_sweep", "schedule": SWEEP_INTERVAL_SECONDS},
     "inbound-sweep": {"task": "conversations.tasks.inbound_sweep", "schedule": SWEEP_INTERVAL_SECONDS},
     "channel-log-purge": {"task": "delivery.tasks.channel_log_purge", "schedule": 3600.0},
+    "report-payload-purge": {"task": "delivery.tasks.report_payload_purge", "schedule": 3600.0},
+    "message-purge": {"task": "delivery.tasks.message_purge", "schedule": 3600.0},
 }
 
 # Every line goes through the redacting filter: declared secrets and token-like query
 # values masked, phone numbers cut to their last four digits unless LOG_LEVEL is DEBUG.
 # runserver's access log (django.server) goes through it too.
+# Log lines: "json" (one object per line, for collectors) or "plain" (text, for reading by eye).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'plain'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "delivery.log_filters.RedactingFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "formatters": {
+        "plain": {
+            "class": "delivery.log_format.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
+        "json": {"class": "delivery.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -323,3 +370,15 @@ LOGGING = {
 }
 # Celery keeps the handlers above (and their filter) instead of installing its own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Error tracking: Sentry (Django and Celery) when a DSN is set; secrets and phones are
+# scrubbed from every event before it leaves (smsgate/sentry.py).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+# The environment Sentry files events under.
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+# Share of requests and tasks traced for performance (0 to 1); errors are always sent.
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    from smsgate.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

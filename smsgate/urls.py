@@ -1,11 +1,12 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.decorators.http import require_GET
 
 from conversations.views import InboundWebhook
 from delivery.views import StatusWebhook
-from smsgate.health import health
+from smsgate.health import health, live
+from smsgate.metrics_view import metrics
 
 admin.site.site_header = "smsgate"
 admin.site.site_title = "smsgate admin"
@@ -26,6 +27,8 @@ urlpatterns = [
     path("sms-handler", InboundWebhook.as_view(), name="sms-handler"),
     path("sms-dlr", StatusWebhook.as_view(), name="sms-dlr"),
     path("health/", require_GET(health), name="health"),
+    re_path(r"^health/live/?$", require_GET(live), name="health-live"),
+    re_path(r"^metrics/?$", metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 from freezegun import freeze_time
 
-from delivery.channel_log import channel_log_purge
 from delivery.models import ChannelLog
 from delivery.redaction import MASK, redact
+from delivery.retention import channel_log_purge
 from delivery.tasks import channel_log_purge as channel_log_purge_task
 
 

@@ -54,7 +54,13 @@ def test_without_a_broker_a_daemon_thread_runs_the_schedule():
     beat = embedded_beat_start()
     try:
         assert beat is not None
-        assert set(beat.jobs) == {"outbox-sweep", "inbound-sweep", "channel-log-purge"}
+        assert set(beat.jobs) == {
+            "outbox-sweep",
+            "inbound-sweep",
+            "channel-log-purge",
+            "report-payload-purge",
+            "message-purge",
+        }
         assert beat._thread.daemon and beat._thread.is_alive()
     finally:
         beat.stop()
