@@ -30,8 +30,12 @@ demo: venv
 	@echo ""
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
+# On the embedded default the suite runs in two processes, one per core, each with its own
+# in-memory database; with the real services in one, since they share a cache and a broker.
+PYTEST_ARGS ?= $(if $(DATABASE_URL),,-n 2)
+
 test: venv
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

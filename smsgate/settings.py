@@ -108,6 +108,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=20),
         }
     )
+    # Tests run on an in-memory database, one per test process.
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}
 # The same backends wrapped by django-prometheus, which counts queries, errors and connections.
 if DATABASES["default"]["ENGINE"].startswith("django.db.backends."):
     DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace("django.db.", "django_prometheus.db.", 1)
