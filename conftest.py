@@ -115,6 +115,26 @@ def _celery_mode(request):
     app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
+@pytest.fixture(autouse=True)
+def _worker_settles(request):
+    """
+    A test with the real worker ends only once the worker runs no task of it: a task still
+    writing would deadlock with the test database's clean-up (TRUNCATE). Its queued leftovers
+    are dropped, as the next test's rows are not theirs.
+    """
+    yield
+    if "celery_worker" not in request.fixturenames:
+        return
+    from smsgate.celery import app
+
+    app.control.purge()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        active = app.control.inspect(timeout=0.5).active() or {}
+        if not any(active.values()):
+            return
+
+
 # Webhook helpers -------------------------------------------------------------------
 
 

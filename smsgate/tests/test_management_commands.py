@@ -3,9 +3,10 @@ import threading
 import pytest
 from django.core.management import call_command
 
+from conftest import wait_until
 from conversations.tests.factories import ASK_NAME, BALANCE, registered, service_shortcode
 from delivery.models import Message
-from delivery.statuses import Direction
+from delivery.statuses import PENDING_STATUSES, Direction
 from delivery.throttle import lock_acquire, lock_release
 from templates.models import Template
 
@@ -53,6 +54,8 @@ def test_simulate_sms_beside_a_celery_worker_prints_the_replies(celery_worker, c
     assert out.count(f"→ {BALANCE}") == len(phones)
     assert "(no reply)" not in out
     assert Message.objects.filter(direction=Direction.OUTBOUND).count() == len(phones)
+    # and: the worker is done with them, so nothing it still writes races the clean-up
+    wait_until(lambda: not Message.objects.filter(status__in=PENDING_STATUSES).exists(), what="the worker's sends")
 
 
 @pytest.mark.django_db
