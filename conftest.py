@@ -115,6 +115,17 @@ def _celery_mode(request):
     app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
+@pytest.fixture
+def broker_in_use():
+    """Tasks go to the broker, as with CELERY_BROKER_URL set, instead of running here."""
+    from smsgate.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = saved
+
+
 @pytest.fixture(autouse=True)
 def _worker_settles(request):
     """

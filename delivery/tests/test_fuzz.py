@@ -467,3 +467,29 @@ def test_bodies_around_the_size_limit(client, target, auth, size, as_form):
 
     if size > MAX_BODY:
         assert status == 413
+
+
+# The operators' endpoints -------------------------------------------------------------------------
+
+OPERATOR_PATHS = ["/metrics", "/health/", "/health/live"]
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    path=st.sampled_from(OPERATOR_PATHS),
+    method=st.sampled_from(["GET", "POST", "HEAD", "PUT"]),
+    query=st.text(max_size=200),
+    authorization=st.one_of(st.just(""), odd_text, st.just("Bearer metrics-fuzz-token")),
+)
+def test_operator_endpoints_never_fail_and_the_metrics_token_opens_only_metrics(
+    client, settings, path, method, query, authorization
+):
+    settings.METRICS_TOKEN = "metrics-fuzz-token"
+    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = client.generic(method, f"{path}?{quote(query)}", b"", **extra)
+    assert response.status_code < 500 or (path == "/health/" and response.status_code == 503), response.content[:300]
+    if path == "/metrics" and method == "GET":
+        # the token is the only way in (DEBUG is off and no address is allowed)
+        assert (response.status_code == 200) == (authorization == "Bearer metrics-fuzz-token")
+    assert not Message.objects.exists()

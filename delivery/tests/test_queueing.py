@@ -22,17 +22,6 @@ from delivery.sweeps import outbox_sweep
 from delivery.tests.factories import OutboundMessageFactory
 
 
-@pytest.fixture
-def broker_in_use():
-    """Tasks go to the broker, as with CELERY_BROKER_URL set, instead of running here."""
-    from smsgate.celery import app
-
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = False
-    yield
-    app.conf.task_always_eager = saved
-
-
 @pytest.mark.django_db
 def test_a_task_queued_by_name_runs_in_process_when_there_is_no_broker():
     # given

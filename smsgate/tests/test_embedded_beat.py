@@ -10,16 +10,7 @@ from conversations.tests.factories import service_shortcode
 from delivery.models import Message
 from delivery.providers.base import InboundSMS
 from delivery.statuses import Direction
-from smsgate.celery import app
 from smsgate.embedded_beat import EmbeddedBeat, embedded_beat_start
-
-
-@pytest.fixture
-def broker_in_use():
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = False
-    yield
-    app.conf.task_always_eager = saved
 
 
 @pytest.mark.django_db
