@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PORT ?= 8000
-DEMO_ENV = DJANGO_DEBUG=1 PUBLIC_BASE_URL=http://127.0.0.1:$(PORT)
+# The demo's code 4 signs its calls to the demo offers endpoint with this (a demo-only value).
+DEMO_ENV = DJANGO_DEBUG=1 PUBLIC_BASE_URL=http://127.0.0.1:$(PORT) HANDLER_SECRET_DEMO_OFFERS=demo-offers-secret
 
 .PHONY: demo test venv lint bench clean
 

@@ -359,10 +359,13 @@ def celery_worker(django_db_setup, tmp_path_factory):
         "DATABASE_URL": _database_url(settings.DATABASES["default"]),
         "PUBLIC_BASE_URL": "https://sms.example.com",
         "GATEWAY_ALLOWED_ORIGINS": "http://127.0.0.1:*",
+        # Status callbacks of the send API go to local receivers, signed with the tests' client secret.
+        "CALLBACK_ALLOWED_ORIGINS": "http://127.0.0.1:*",
+        "CALLBACK_SECRET_TESTS": "callback-secret-for-tests",
     }
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO"]
+            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO", "-Q", "celery,bulk"]
             + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"]
             # The handlers the test data registers (test_ask), so the worker runs what the test set up.
             + ["--include", "conversations.tests.factories"],
@@ -426,3 +429,81 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str =
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# A real browser ------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def _chromium(live_server):
+    """
+    Headless Debian Chromium driven by its own chromedriver: nothing is downloaded (the
+    driver path is given, so Selenium Manager never runs). `.ci/run` installs both with
+    apt-get; a machine without them fails here rather than skipping. It depends on the
+    live server so that it quits first: its idle keep-alive connections then end while the
+    server still shares the test database's connection with its threads.
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,800")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(_chromium, live_server, monkeypatch):
+    """
+    The session's browser at the test's live server, cookies cleared, window 1280x800.
+
+    `browser.go(path)` opens a page; `browser.login(user)` signs a user in through the
+    admin's own login form (its password must be "pw").
+    """
+    from django.db import connections
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # The browser talks to chromedriver and the live server on loopback only.
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only_connect)
+    # The live server answers each request on a thread of its own: with persistent
+    # connections those threads would hold database sessions past the test database's end.
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    driver = _chromium
+    driver.delete_all_cookies()
+    driver.set_window_size(1280, 800)
+
+    def go(path: str):
+        driver.get(live_server.url + path)
+        return driver
+
+    def login(user, password: str = "pw"):  # noqa: S107 (the test users' password)
+        go("/admin/login/?next=/admin/")
+        driver.find_element(By.NAME, "username").send_keys(user.get_username())
+        driver.find_element(By.NAME, "password").send_keys(password)
+        driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+        WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.ID, "user-tools")))
+        return driver
+
+    def wait_for(css: str, timeout: float = 10):
+        return WebDriverWait(driver, timeout).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+        )
+
+    driver.go = go
+    driver.login = login
+    driver.wait_for = wait_for
+    driver.live_server_url = live_server.url
+    yield driver
+    # A page left open keeps polling (the live conversation page): its requests would reach
+    # the live server during the next test, on that test's database connection.
+    driver.get("about:blank")

@@ -42,7 +42,7 @@ class Shortcode(models.Model):
     active = models.BooleanField(_("active"), default=True)
     menu_text = models.TextField(
         _("menu reply"),
-        default="Reply with a code: 1 register, 2 balance, 3 support, 4 offers.",
+        default="Reply with a code from the menu.",
         help_text=_("Sent for an empty message."),
     )
     unknown_text = models.TextField(
@@ -89,6 +89,13 @@ class Shortcode(models.Model):
         validators=[MinValueValidator(1)],
         help_text=_("Longer replies are cut at a segment boundary."),
     )
+    catch_all_handler = models.CharField(
+        _("catch-all handler"),
+        max_length=50,
+        blank=True,
+        help_text=_("Answers text that matches no code (free text); empty: the unknown code reply."),
+    )
+    catch_all_config = models.JSONField(_("catch-all options"), default=dict, blank=True)
     session_ttl = models.PositiveIntegerField(
         _("session time-out (seconds)"),
         default=300,

@@ -10,7 +10,7 @@ class ConversationsConfig(AppConfig):
     def ready(self):
         from commands.models import Alias, Command, Shortcode
         from commands.services import command_keyword_list, shortcode_number_list
-        from conversations import http_handler, tasks  # noqa: F401  (registers the `http` handler and the tasks)
+        from conversations import flows, http_handler, queue_handler, tasks  # noqa: F401  (registers handlers, tasks)
         from conversations.checks import check_shortcode_providers
         from conversations.sessions import sessions_count
         from delivery.metrics import metrics_active_sessions_set, metrics_vocabulary_forget, metrics_vocabulary_set

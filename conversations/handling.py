@@ -5,6 +5,7 @@ What the reply says comes from optout.py (STOP, START, HELP) or conversation.py 
 flow or command); this module decides whether to answer at all and sends the reply.
 """
 
+import dataclasses
 import logging
 import time
 
@@ -17,15 +18,19 @@ from commands.services import shortcode_get
 from conversations.contacts import contact_touch
 from conversations.conversation import conversation_step
 from conversations.optout import opt_keyword_handle
-from conversations.receiving import SIMULATOR_PROVIDER
+from conversations.queue_handler import QueuedWorkNotPublished, queued_work_collect, queued_work_publish
+from conversations.receiving import CONSOLE_SIMULATOR_PROVIDER, SIMULATOR_PROVIDERS
 from delivery.correlation import correlation_bind, message_correlation_id, message_event
 from delivery.models import Message
 from delivery.outbound import message_send
-from delivery.send_options import SendOptions
+from delivery.send_options import send_options_for
 from delivery.statuses import Direction, Status
 from delivery.throttle import lock_acquire, lock_release, window_count
 
 logger = logging.getLogger(__name__)
+
+# Replies to simulated SMS go through this provider: it stores and logs, and sends nothing.
+SIMULATED_REPLY_PROVIDER = "console"
 
 
 def inbound_handle(*, message_id: int) -> Message | None:
@@ -91,6 +96,7 @@ def _inbound_answer(inbound: Message) -> Message | None:
     status, text, is_opt_out, command = Status.HANDLED, "", False, ""
     flag = {}
     outcome = "no_reply"
+    queued = []  # work `queue` commands hand to a task, published as the row is marked handled
     if shortcode is None or not shortcode.active:
         logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
         outcome = "unknown_shortcode"
@@ -108,16 +114,23 @@ def _inbound_answer(inbound: Message) -> Message | None:
         outcome = "rate_limited"
     else:
         contact_touch(phone=inbound.phone)
-        text, is_opt_out, command = _reply_text(shortcode, inbound)
-    with transaction.atomic():
-        locked = Message.objects.select_for_update().filter(id=inbound.id, status=Status.RECEIVED).first()
-        if locked is None:
-            return None
-        reply = None
-        if text:
-            reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
-        now = timezone.now()
-        Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now, **flag)
+        # A `queue` command records its task here; it is published with the row's update below.
+        with queued_work_collect(message_id=inbound.id) as queued:
+            text, is_opt_out, command = _reply_text(shortcode, inbound)
+    try:
+        with transaction.atomic():
+            locked = Message.objects.select_for_update().filter(id=inbound.id, status=Status.RECEIVED).first()
+            if locked is None:
+                return None
+            reply = None
+            if text:
+                reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
+            queued_work_publish(queued)
+            now = timezone.now()
+            Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now, **flag)
+    except QueuedWorkNotPublished as exc:
+        logger.warning("inbound %s left for the inbound sweep: %s", inbound.id, exc)
+        return None
     outcome = "replied" if reply is not None else outcome
     duration_ms = round((time.monotonic() - started) * 1000, 3)
     message_event("inbound.handled", inbound, command=command, outcome=outcome, duration_ms=duration_ms)
@@ -130,9 +143,10 @@ def inbound_provider_allowed(*, shortcode: Shortcode, provider: str) -> bool:
 
     A webhook's credential reaches only the shortcodes configured for its own provider.
     The console provider sends nothing and has no webhook: its shortcodes receive through
-    the generic one. The simulator runs on the server itself and reaches every shortcode.
+    the generic one. The simulators (`simulate_sms`, the admin's) run on the server itself
+    and reach every shortcode.
     """
-    if provider in (shortcode.provider, SIMULATOR_PROVIDER):
+    if provider == shortcode.provider or provider in SIMULATOR_PROVIDERS:
         return True
     return shortcode.provider == "console" and provider == "generic"
 
@@ -145,7 +159,7 @@ def _reply_text(shortcode: Shortcode, inbound: Message) -> tuple[str, bool, str]
     keyword_reply = opt_keyword_handle(shortcode=shortcode, inbound=inbound)
     if keyword_reply is not None:
         return *keyword_reply, ""
-    step = conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body)
+    step = conversation_step(shortcode=shortcode, phone=inbound.phone, text=inbound.body, message_id=inbound.id)
     return step.text, False, step.command
 
 
@@ -155,20 +169,41 @@ def _over_inbound_limit(shortcode: Shortcode, phone: str) -> bool:
 
 
 def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_suppression: bool = False) -> Message:
-    """Send a reply through the shortcode's gateway, with its sender, throughput and segment limit."""
-    options = SendOptions(
-        provider_config=shortcode.provider_config,
-        sender=shortcode.sender,
-        max_mps=shortcode.max_mps,
-        dlt_header=shortcode.sender if shortcode.requires_dlt else None,
-        ignore_suppression=ignore_suppression,
-    )
+    """
+    Send a reply through the shortcode's gateway, with its sender, throughput and segment limit.
+
+    The reply to an SMS typed into the admin's simulator (CONSOLE_SIMULATOR_PROVIDER) is
+    judged by the same rules (DLT, suppression, segments) but goes through the console
+    provider, which sends nothing: no SMS leaves, nothing is billed, and the shortcode's
+    throughput is left to real subscribers. (`simulate_sms` is the operator's end-to-end
+    check and answers through the shortcode's own gateway.)
+    """
+    simulated = inbound.provider == CONSOLE_SIMULATOR_PROVIDER
+    options = send_options_for(shortcode, ignore_suppression=ignore_suppression)
+    if simulated:
+        options = dataclasses.replace(options, provider_config={}, max_mps=None)
     return message_send(
         shortcode=shortcode.number,
         phone=inbound.phone,
         body=text,
-        provider=shortcode.provider,
+        provider=SIMULATED_REPLY_PROVIDER if simulated else shortcode.provider,
         options=options,
         in_reply_to=inbound,
         segment_limit=shortcode.segment_limit,
     )
+
+
+def reply_later_send(*, message_id: int, text: str) -> Message | None:
+    """
+    Send the later reply to inbound `message_id`: what a task started by a `queue` command
+    sends when its work is done, through the same path as every reply (reply_send). None,
+    logged, when there is nothing to answer: the message is not an inbound SMS, its
+    shortcode is gone or inactive, or the text is empty.
+    """
+    inbound = Message.objects.filter(id=message_id, direction=Direction.INBOUND).first()
+    shortcode = shortcode_get(number=inbound.shortcode) if inbound is not None else None
+    if inbound is None or shortcode is None or not shortcode.active or not text.strip():
+        logger.warning("later reply to message %s not sent: no inbound SMS, active shortcode or text", message_id)
+        return None
+    with correlation_bind(message_correlation_id(inbound)), transaction.atomic():
+        return reply_send(shortcode=shortcode, inbound=inbound, text=text)

@@ -1,5 +1,17 @@
 """
-The `http` handler: a command answered by another system's HTTP endpoint.
+The `http` handler: a command answered by another system's HTTP endpoint, and
+`endpoint_post`, the one way the project POSTs to such an endpoint (flows use it too).
+
+A command's config: `endpoint` (URL), `secret_env` (the HANDLER_SECRET_* variable holding
+its signing secret), optional `headers`, `timeout` (seconds), `retries` (0 to 5, default
+2) and `fallback` (the reply when the endpoint fails). The endpoint receives
+`{phone, code, args, shortcode}` as JSON, signed as delivery/signing.py describes, and
+answers JSON whose `reply` (or `message`) is the reply, or a text/plain reply.
+
+Every request is signed: the body's HMAC-SHA256 with a secret per command, read from
+the environment at call time, so the receiver can tell our calls from anyone else's.
+While the variable is unset nothing is sent (fail closed). Failures that may pass (no
+connection, no answer in time, 5xx, 429) are tried again with a growing pause.
 
 Business staff configure the endpoint, so it is called the way one calls a stranger:
 
@@ -24,8 +36,10 @@ Business staff configure the endpoint, so it is called the way one calls a stran
   Only variables named HANDLER_SECRET_* can be referenced, so a command cannot send
   the service's own credentials to its endpoint.
 
-Every failure is logged (secrets masked) and answered with the command's "fallback"
-text, or the standard apology.
+Every call is one `endpoint.called` event (delivery/events.py: URL masked, outcome,
+status, attempts, latency). Every failure is logged (secrets masked) and answered with
+the command's "fallback" text, or the standard apology: the inbound SMS is handled and
+answered all the same, nothing is lost.
 """
 
 import contextlib
@@ -36,7 +50,9 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,18 +65,26 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from commands.handlers import UNAVAILABLE_REPLY, HandlerContext, HandlerResult, handler
-from delivery.redaction import env_secret, redact
+from delivery.events import event
+from delivery.redaction import env_secret, redact, redact_query
+from delivery.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, request_sign
 
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "HANDLER_SECRET_"
 ENV_REFERENCE = re.compile(r"\{env:([A-Za-z0-9_]+)\}")
+SECRET_ENV_NAME = re.compile(ENV_PREFIX + r"[A-Za-z0-9_]+")
 # A credential is one reference, after an optional scheme word ("Bearer {env:...}").
 CREDENTIAL_VALUE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]* )?\{env:[A-Za-z0-9_]+\}")
 CREDENTIAL_NAME = re.compile(r"auth|cookie|key|token|secret|passw|signature", re.IGNORECASE)
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Set by the HTTP client from the request itself; a configured value would be a smuggling tool.
-RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
+# The body's type and its signature are ours: a configured value would break or forge them.
+RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "content-type"}
+    | {TIMESTAMP_HEADER.lower(), SIGNATURE_HEADER.lower()}
+)
+DEFAULT_RETRIES = 2
 CHUNK_BYTES = 8192
 
 
@@ -77,15 +101,23 @@ def http_config_validate(config: Any) -> None:
     if not isinstance(config, dict):
         raise ValidationError("The http handler's options must be a JSON object.")
     errors = []
-    endpoint = config.get("endpoint")
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        errors.append("'endpoint' must be an http:// or https:// URL.")
-    elif parts.username or parts.password:
-        errors.append(f"'endpoint' may not carry credentials; send them in a header as {{env:{ENV_PREFIX}NAME}}.")
+    if problem := endpoint_url_problem(config.get("endpoint")):
+        errors.append(f"'endpoint' {problem}.")
+    if problem := secret_env_problem(config.get("secret_env")):
+        errors.append(
+            f"'secret_env' {problem}: every request is signed with it (the secret itself is set on the server)."
+        )
     timeout = config.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         errors.append("'timeout' must be a positive number of seconds.")
+    retries = config.get("retries")
+    if retries is not None and (
+        isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES
+    ):
+        errors.append(f"'retries' must be a whole number from 0 to {MAX_RETRIES}.")
+    fallback = config.get("fallback")
+    if fallback is not None and not isinstance(fallback, str):
+        errors.append("'fallback' must be a text.")
     headers = config.get("headers") or {}
     if not isinstance(headers, dict):
         errors.append("'headers' must be an object of header names to texts.")
@@ -241,8 +273,53 @@ class _GuardedAdapter(HTTPAdapter):
         }
 
 
-def endpoint_call(*, url: str, payload: dict, headers: dict[str, str], seconds: float, max_bytes: int) -> bytes:
-    """POST `payload` as JSON and return the answer's body; HandlerCallFailed, EndpointRefused or RequestException."""
+@dataclass(frozen=True)
+class EndpointAnswer:
+    """
+    What one `endpoint_post` came to. `ok` means a 2xx answer that could be read; `reply`
+    is its text ("" when it carried none); `status_code` is None when no HTTP answer
+    arrived; `elapsed_ms` covers every attempt and pause; `error` says why not ok
+    (never a secret).
+    """
+
+    ok: bool
+    reply: str
+    status_code: int | None
+    elapsed_ms: int
+    error: str
+
+
+@dataclass(frozen=True)
+class EndpointExchange:
+    status_code: int
+    content_type: str
+    body: bytes
+
+
+class _TransientFailure(HandlerCallFailed):
+    """A failure worth another attempt: no connection, no answer in time, 5xx or 429."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class _CallRefused(HandlerCallFailed):
+    """An HTTP answer that cannot be used and would not be better a second time."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def endpoint_exchange(
+    *, url: str, body: bytes, headers: dict[str, str], seconds: float, max_bytes: int
+) -> EndpointExchange:
+    """
+    POST `body` once, inside the fence, and return the answer; the body is read only for
+    a 2xx. Raises _TransientFailure, HandlerCallFailed, EndpointRefused or RequestException.
+    """
     with _Deadline(seconds) as deadline, requests.Session() as session:
         session.trust_env = False
         adapter = _GuardedAdapter(max_retries=0)
@@ -251,66 +328,262 @@ def endpoint_call(*, url: str, payload: dict, headers: dict[str, str], seconds: 
         try:
             with session.post(
                 url,
-                json=payload,
+                data=body,
                 headers=headers,
                 timeout=(seconds, seconds),
                 allow_redirects=False,
                 stream=True,
             ) as response:
-                if not 200 <= response.status_code < 300:
-                    raise HandlerCallFailed(f"answered HTTP {response.status_code}")
+                status = response.status_code
+                if status >= 500 or status == 429:
+                    raise _TransientFailure(
+                        f"answered HTTP {status}",
+                        status_code=status,
+                        retry_after=_retry_after(response.headers.get("Retry-After", "")),
+                    )
+                if not 200 <= status < 300:
+                    raise _CallRefused(f"answered HTTP {status}", status_code=status)
                 declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise HandlerCallFailed(f"answer of {declared} bytes is over the {max_bytes}-byte limit")
-                body = bytearray()
+                if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+                    raise _CallRefused(f"answer of {declared} bytes is over the {max_bytes}-byte limit", status)
+                received = bytearray()
                 for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise HandlerCallFailed(f"answer is over the {max_bytes}-byte limit")
+                    received += chunk
+                    if len(received) > max_bytes:
+                        raise _CallRefused(f"answer is over the {max_bytes}-byte limit", status)
                     if deadline.expired:
                         break
+                content_type = response.headers.get("Content-Type", "")
+        except requests.exceptions.SSLError:
+            raise  # a certificate does not get better by asking again
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            # requests' own timeout and our deadline are the same time limit; whichever fired, it is one.
+            if deadline.expired or isinstance(exc, requests.Timeout):
+                raise _TransientFailure(f"no complete answer within {seconds:g} s") from None
+            raise _TransientFailure(f"{type(exc).__name__}: {exc}") from None
         except requests.RequestException:
             if deadline.expired:
-                raise HandlerCallFailed(f"no complete answer within {seconds:g} s") from None
+                raise _TransientFailure(f"no complete answer within {seconds:g} s") from None
             raise
         if deadline.expired:
-            raise HandlerCallFailed(f"no complete answer within {seconds:g} s")
-        return bytes(body)
+            raise _TransientFailure(f"no complete answer within {seconds:g} s", status_code=status)
+        return EndpointExchange(status_code=status, content_type=content_type, body=bytes(received))
+
+
+def _retry_after(value: str) -> float | None:
+    value = value.strip()
+    return float(value) if value.isascii() and value.isdigit() else None
+
+
+def answer_reply(exchange: EndpointExchange) -> str:
+    """
+    The reply text of a 2xx answer: a JSON object's `reply`, else its `message`; a
+    text/plain body as it is; "" for any other answer. Raises _CallRefused for a body that
+    says it is JSON and is not.
+    """
+    if not exchange.body.strip():
+        return ""  # 204, or an endpoint that only acknowledges
+    media_type = exchange.content_type.split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            answer = json.loads(exchange.body)
+        except ValueError:
+            raise _CallRefused("answer is not valid JSON", exchange.status_code) from None
+        if isinstance(answer, dict):
+            for key in ("reply", "message"):
+                if isinstance(answer.get(key), str) and answer[key].strip():
+                    return answer[key].strip()
+        return ""
+    if media_type == "text/plain":
+        return exchange.body.decode(_charset(exchange.content_type), errors="replace").strip()
+    return ""
+
+
+def _charset(content_type: str) -> str:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+            try:
+                "".encode(charset)
+            except LookupError:
+                return "utf-8"
+            return charset
+    return "utf-8"
+
+
+def url_masked(url: str) -> str:
+    """`url` as logs may show it: declared secrets and token-like query values masked."""
+    return redact(redact_query(url))
+
+
+def endpoint_url_problem(url: Any) -> str:
+    """Why `url` cannot be an endpoint ("" when it can): http(s) with a host, no credentials in it."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    if parts.username or parts.password:
+        return f"may not carry credentials; send them in a header as {{env:{ENV_PREFIX}NAME}}"
+    return ""
+
+
+def secret_env_problem(name: Any) -> str:
+    """Why `name` cannot name a signing secret ("" when it can): only HANDLER_SECRET_* variables."""
+    if not isinstance(name, str) or not SECRET_ENV_NAME.fullmatch(name):
+        return f"must name an environment variable {ENV_PREFIX}<NAME> (letters, digits, underscores)"
+    return ""
+
+
+# Pauses between attempts grow from BACKOFF_FIRST_SECONDS, doubling, to at most BACKOFF_MAX_SECONDS.
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 4.0
+MAX_RETRIES = 5
+# The pause between attempts; tests travel through it instead of sleeping.
+backoff_sleep: Callable[[float], None] = time.sleep
+
+
+def backoff_seconds(retry: int, retry_after: float | None = None) -> float:
+    """The pause before retry number `retry` (0 first): doubling, or the server's Retry-After, capped."""
+    pause = BACKOFF_FIRST_SECONDS * 2**retry if retry_after is None else retry_after
+    return min(pause, BACKOFF_MAX_SECONDS)
+
+
+def endpoint_post(
+    *,
+    url: str,
+    payload: dict,
+    secret_env: str,
+    timeout: float,
+    retries: int,
+    headers: dict[str, str] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> EndpointAnswer:
+    """
+    POST `payload` as JSON to another system's endpoint, signed, and say what came of it.
+
+    The body is signed with delivery/signing.py (X-Smsgate-Timestamp, X-Smsgate-Signature)
+    using the secret in the environment variable named by `secret_env`, which must be a
+    HANDLER_SECRET_* variable; while it is unset nothing is sent (fail closed). `headers`
+    are sent as given (resolved values, see http_headers_resolve). Each attempt runs
+    inside the fence of this module (public addresses only, no redirects, bounded answer,
+    one deadline of `timeout` seconds capped by HANDLER_HTTP_TIMEOUT_SECONDS). Only
+    failures that may pass are tried again, up to `retries` more times with a growing
+    pause: no connection, no answer in time, 5xx and 429 (its Retry-After honoured up to
+    the cap). A retried request may have reached the endpoint already, so an endpoint
+    sees at most 1 + retries copies; each carries a fresh timestamp and signature. One
+    `endpoint.called` event per call records the URL (masked), outcome, status, attempts
+    and latency. Never raises for anything the endpoint does.
+    """
+    started = time.monotonic()
+    attempts, status_code = 0, None
+
+    def finish(*, reply: str = "", error: str = "") -> EndpointAnswer:
+        answer = EndpointAnswer(
+            ok=not error,
+            reply=reply,
+            status_code=status_code,
+            elapsed_ms=round((time.monotonic() - started) * 1000),
+            error=redact(redact_query(error)),
+        )
+        event(
+            "endpoint.called",
+            url=url_masked(str(url)),
+            outcome="ok" if answer.ok else "failed",
+            status_code=status_code,
+            attempts=attempts,
+            elapsed_ms=answer.elapsed_ms,
+            error=answer.error,
+        )
+        return answer
+
+    if problem := endpoint_url_problem(url):
+        return finish(error=f"endpoint {problem}")
+    if problem := secret_env_problem(secret_env):
+        return finish(error=f"signing secret {problem}")
+    secret = env_secret(secret_env)
+    if not secret:
+        return finish(error=f"signing secret: environment variable {secret_env} is not set, nothing was sent")
+    try:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        return finish(error=f"payload cannot be sent as JSON: {exc}")
+    limit = settings.HANDLER_HTTP_TIMEOUT_SECONDS
+    seconds = min(float(timeout), limit) if timeout and float(timeout) > 0 else limit
+    retries = max(0, min(int(retries), MAX_RETRIES))
+    wait = sleep or backoff_sleep
+    while True:
+        attempts += 1
+        sent_headers = {
+            **(headers or {}),
+            "Content-Type": "application/json",
+            **request_sign(secret=secret, body=body),
+        }
+        try:
+            exchange = endpoint_exchange(
+                url=url,
+                body=body,
+                headers=sent_headers,
+                seconds=seconds,
+                max_bytes=settings.HANDLER_HTTP_MAX_RESPONSE_BYTES,
+            )
+            status_code = exchange.status_code
+            return finish(reply=answer_reply(exchange))
+        except _TransientFailure as exc:
+            status_code = exc.status_code
+            if attempts > retries:
+                return finish(error=f"{exc} (after {attempts} attempts)" if attempts > 1 else str(exc))
+            wait(backoff_seconds(attempts - 1, exc.retry_after))
+        except _CallRefused as exc:
+            status_code = exc.status_code
+            return finish(error=str(exc))
+        except (HandlerCallFailed, EndpointRefused, requests.RequestException) as exc:
+            return finish(error=str(exc))
+
+
+def http_handler_answer(ctx: HandlerContext) -> EndpointAnswer | str:
+    """The endpoint's answer for this SMS, or the reason it was not called (a misconfigured command)."""
+    config = ctx.config if isinstance(ctx.config, dict) else {}
+    try:
+        http_config_validate(ctx.config)
+        headers = http_headers_resolve(config.get("headers") or {})
+    except ValidationError as exc:
+        return "misconfigured: " + " ".join(exc.messages)
+    except HandlerCallFailed as exc:
+        return str(exc)
+    return endpoint_post(
+        url=config["endpoint"],
+        payload={"phone": ctx.phone, "code": ctx.code, "args": ctx.args, "shortcode": ctx.shortcode},
+        secret_env=config["secret_env"],
+        timeout=float(config.get("timeout") or settings.HANDLER_HTTP_TIMEOUT_SECONDS),
+        retries=int(config.get("retries", DEFAULT_RETRIES)),
+        headers=headers,
+    )
 
 
 @handler(
     "http",
-    description="POST {phone, code, args, shortcode} to config['endpoint']; reply is the JSON's 'reply'.",
+    description=(
+        "POST {phone, code, args, shortcode}, signed, to config['endpoint']; "
+        "the reply is the JSON's 'reply' or 'message', or a text/plain answer."
+    ),
     transactional=False,
     validate_config=http_config_validate,
 )
 def http_handler(ctx: HandlerContext) -> HandlerResult:
     config = ctx.config if isinstance(ctx.config, dict) else {}
     fallback = config.get("fallback") or UNAVAILABLE_REPLY
-    endpoint = str(config.get("endpoint") or "")
-    try:
-        http_config_validate(ctx.config)
-    except ValidationError as exc:
-        logger.error("http handler for %s/%s is misconfigured: %s", ctx.shortcode, ctx.code, " ".join(exc.messages))
+    answer = http_handler_answer(ctx)
+    if isinstance(answer, str):
+        logger.error("http handler for %s/%s not called: %s", ctx.shortcode, ctx.code, redact(answer))
         return HandlerResult(reply=fallback)
-    limit = settings.HANDLER_HTTP_TIMEOUT_SECONDS
-    payload = {"phone": ctx.phone, "code": ctx.code, "args": ctx.args, "shortcode": ctx.shortcode}
-    try:
-        body = endpoint_call(
-            url=endpoint,
-            payload=payload,
-            headers=http_headers_resolve(config.get("headers") or {}),
-            seconds=min(float(config.get("timeout") or limit), limit),
-            max_bytes=settings.HANDLER_HTTP_MAX_RESPONSE_BYTES,
-        )
-        answer = json.loads(body)
-    except (HandlerCallFailed, EndpointRefused, requests.RequestException, ValueError) as exc:
+    if not answer.ok or not answer.reply:
+        reason = answer.error or "answered without a reply text"
         logger.warning(
-            "http handler %s failed for %s/%s: %s", redact(endpoint), ctx.shortcode, ctx.code, redact(str(exc))
+            "http handler %s for %s/%s gave the fallback reply: %s",
+            url_masked(str(config.get("endpoint"))),
+            ctx.shortcode,
+            ctx.code,
+            reason,
         )
         return HandlerResult(reply=fallback)
-    reply = answer.get("reply") if isinstance(answer, dict) else None
-    if not isinstance(reply, str) or not reply.strip():
-        logger.warning("http handler %s answered without a 'reply' text", redact(endpoint))
-        return HandlerResult(reply=fallback)
-    return HandlerResult(reply=reply)
+    return HandlerResult(reply=answer.reply)

@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 HANDLE_INBOUND_TASK = "conversations.tasks.handle_inbound"
 # `simulate_sms` stores its messages as this provider: a local command, not a webhook.
 SIMULATOR_PROVIDER = "simulator"
+# The admin's simulator stores its messages as this one: their replies go through the
+# console provider (conversations/handling.py: reply_send), so no SMS leaves.
+CONSOLE_SIMULATOR_PROVIDER = "simulator-console"
+SIMULATOR_PROVIDERS = (SIMULATOR_PROVIDER, CONSOLE_SIMULATOR_PROVIDER)
 
 
 def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
@@ -64,7 +68,7 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
             )
             # The simulator is typed at the server, not replayable over the network: a
             # repeated text there is an answer (walking a flow), never a replay.
-            if provider_message_id is None and provider != SIMULATOR_PROVIDER:
+            if provider_message_id is None and provider not in SIMULATOR_PROVIDERS:
                 first = _inbound_repeat_claim(message, sms)
                 if first is not None:
                     raise _RepeatedInbound(first)  # rolls this row back

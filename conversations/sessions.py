@@ -6,6 +6,11 @@ next SMS; it is cleared when the flow ends and simply expires when the subscribe
 The stored JSON carries its own expiry (`expires_at`, epoch seconds), and a session past
 it is gone even if the cache still holds it: the time-out is exact whatever the cache's
 clock does, and the cache's own timeout (the same TTL) only frees the memory.
+
+A flow session (`flow_id` set) is watched by a second key, the time-out notice, kept a
+day longer: when the next SMS finds the session gone but the notice there, the flow
+timed out, and that SMS gets the flow's time-out reply. Every way a flow ends on
+purpose (completed, cancelled, gave up, opted out) clears both keys.
 """
 
 import json
@@ -15,13 +20,23 @@ from typing import Any
 
 from django.core.cache import cache
 
+# How long after a flow's time-out its next SMS is still told the flow timed out.
+TIMEOUT_NOTICE_SECONDS = 24 * 3600
+
 
 @dataclass(frozen=True)
 class Session:
-    command_id: int
+    """
+    A conversation waiting for the phone's next SMS: a command's handler at `step`
+    (`command_id`), or a flow (`flow_id`) at the step whose key is `step`, with the
+    answers so far and the invalid tries at that step in `state`.
+    """
+
+    command_id: int | None
     code: str
     step: str
     state: dict[str, Any] = field(default_factory=dict)
+    flow_id: int | None = None
 
 
 def session_key(shortcode: str, phone: str) -> str:
@@ -38,21 +53,49 @@ def session_get(*, shortcode: str, phone: str) -> Session | None:
         expires_at = float(stored.pop("expires_at", "inf"))
         session = Session(**stored)
     except (TypeError, ValueError, AttributeError):
-        session_clear(shortcode=shortcode, phone=phone)
+        cache.delete(session_key(shortcode, phone))
         return None
     if time.time() >= expires_at:
-        session_clear(shortcode=shortcode, phone=phone)
+        # Only the session: a flow's time-out notice outlives it (timeout_notice_take).
+        cache.delete(session_key(shortcode, phone))
         return None
     return session
 
 
 def session_save(*, shortcode: str, phone: str, session: Session, ttl: int) -> None:
-    stored = asdict(session) | {"expires_at": time.time() + ttl}
+    expires_at = time.time() + ttl
+    stored = asdict(session) | {"expires_at": expires_at}
     cache.set(session_key(shortcode, phone), json.dumps(stored), timeout=ttl)
+    if session.flow_id is not None:
+        notice = {"flow_id": session.flow_id, "expires_at": expires_at}
+        cache.set(timeout_notice_key(shortcode, phone), json.dumps(notice), timeout=ttl + TIMEOUT_NOTICE_SECONDS)
 
 
 def session_clear(*, shortcode: str, phone: str) -> None:
-    cache.delete(session_key(shortcode, phone))
+    cache.delete_many([session_key(shortcode, phone), timeout_notice_key(shortcode, phone)])
+
+
+def timeout_notice_key(shortcode: str, phone: str) -> str:
+    return f"session-timeout:{shortcode}:{phone}"
+
+
+def timeout_notice_take(*, shortcode: str, phone: str) -> int | None:
+    """
+    The id of the flow whose session for this phone timed out since its last SMS, once
+    (the notice is removed); None when no flow timed out. Call it when no session is open.
+    """
+    key = timeout_notice_key(shortcode, phone)
+    raw = cache.get(key)
+    if not raw:
+        return None
+    cache.delete(key)
+    try:
+        notice = json.loads(raw)
+        flow_id, expires_at = int(notice["flow_id"]), float(notice["expires_at"])
+    except (TypeError, ValueError, KeyError):
+        return None
+    # A session cleared on purpose clears its notice too; one still live is not timed out.
+    return flow_id if time.time() >= expires_at else None
 
 
 def sessions_count() -> int | None:

@@ -36,7 +36,7 @@ def message_correlation_id(message: Any) -> str:
 
 
 def message_event(name: str, message: Any, **fields: Any) -> None:
-    """Event `name` (delivery.events) about a Message: its provider, shortcode, id, correlation id, phone, `fields`."""
+    """Event `name` (delivery.events) about a Message: provider, shortcode, ids, phone, callback, `fields`."""
     event(
         name,
         provider=message.provider,
@@ -44,6 +44,8 @@ def message_event(name: str, message: Any, **fields: Any) -> None:
         message_id=message.id,
         correlation_id=message_correlation_id(message),
         phone=message.phone,
+        # Status callbacks listen for this flag: they read the message only when it is there.
+        **({"callback": True} if getattr(message, "callback_url", "") else {}),
         **fields,
     )
 

@@ -18,8 +18,8 @@ from django.utils import timezone
 from delivery.channel_log import channel_log_exchanges
 from delivery.correlation import correlation_bind, message_correlation_id, message_event
 from delivery.models import Message
-from delivery.providers import UnknownProvider, get_provider
-from delivery.providers.base import OutboundSMS, Provider, SendError, SendResult
+from delivery.providers import UnknownProvider, all_providers, get_provider
+from delivery.providers.base import HttpExchange, OutboundSMS, PermanentSendError, Provider, SendError, SendResult
 from delivery.reports import delivery_reports_apply_pending, message_fail
 from delivery.send_options import SendOptions
 from delivery.statuses import Direction, Status
@@ -53,10 +53,13 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     A send the provider refuses because the number opted out at the carrier puts the
     number on the suppression list (see carrier_opt_out_record).
 
-    Returns what became of it: "skipped" (not queued, or not due), Status.REFUSED, "held"
-    (a promotional text outside its window), Status.SENT or Status.FAILED.
+    A message of a provider that `sends_through_bind` (SMPP) is left `queued` for its
+    bind, which claims it itself (message_bind_claim).
+
+    Returns what became of it: "skipped" (not queued, not due, or a bind's), Status.REFUSED,
+    "held" (a promotional text outside its window), Status.SENT or Status.FAILED.
     """
-    if not _message_claim(message_id):
+    if not _message_claim(message_id, exclude_providers=_bind_provider_slugs()):
         return "skipped"
     message = Message.objects.get(id=message_id)
     # Every line logged while the message is sent carries the id of the SMS it answers.
@@ -83,21 +86,74 @@ def _message_hand_over(message: Message, *, final_attempt: bool) -> str:
     return Status.SENT
 
 
+def _bind_provider_slugs() -> tuple[str, ...]:
+    """The providers whose sends a long-lived bind makes (SMPP), not the deliver task."""
+    return tuple(provider.slug for provider in all_providers() if provider.sends_through_bind)
+
+
+def message_bind_claim(*, message_id: int) -> Message | None:
+    """
+    For a bind (smpp_gateway): claim a queued message as message_deliver does
+    (`queued -> sending`, one conditional UPDATE) and take the send rules again. The
+    message to submit, with the DLT IDs of today's match, or None when another run has it
+    or it was refused or held. The bind then reports with message_bind_sent or
+    message_bind_failed; a message it could not finish it gives back with
+    message_bind_release.
+    """
+    if not _message_claim(message_id):
+        return None
+    message = Message.objects.get(id=message_id)
+    if _send_rules_recheck(message, SendOptions.from_json(message.provider_options)) is not None:
+        return None
+    return message
+
+
+def message_bind_sent(
+    *, message: Message, provider_message_id: str, exchanges: tuple[HttpExchange, ...] = (), duration_ms: float = 0
+) -> None:
+    """
+    The SMSC accepted every part of a claimed message: record its id and the exchanges
+    (one per part, for the channel log) as any send's (_send_success_record).
+    """
+    _send_success_record(message, SendResult(provider_message_id=provider_message_id, exchanges=exchanges))
+    message_event("message.sent", message, outcome="sent", duration_ms=duration_ms, error_code="")
+
+
+def message_bind_failed(
+    *, message: Message, code: str, reason: str, exchanges: tuple[HttpExchange, ...] = (), duration_ms: float = 0
+) -> str:
+    """The SMSC refused a part for good: the message is `failed` with the SMSC's status as its reason."""
+    provider = get_provider(message.provider)
+    error = PermanentSendError(reason, code=code, exchanges=exchanges)
+    return _send_error_handle(message, provider, error, final_attempt=True, duration_ms=duration_ms)
+
+
+def message_bind_release(*, message_ids: list[int]) -> int:
+    """Claimed messages a bind gives back unsent (`sending -> queued`, not an attempt); returns how many."""
+    return Message.objects.filter(id__in=message_ids, status=Status.SENDING).update(
+        status=Status.QUEUED, attempts=F("attempts") - 1, updated_at=timezone.now()
+    )
+
+
 def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
 
 
-def _message_claim(message_id: int) -> bool:
-    """`queued -> sending` for a message that is due, counting the attempt; False when another run has it."""
+def _message_claim(message_id: int, *, exclude_providers: tuple[str, ...] = ()) -> bool:
+    """
+    `queued -> sending` for a message that is due, counting the attempt; False when another
+    run has it, or when its provider is one of `exclude_providers`.
+    """
     now = timezone.now()
-    return bool(
-        Message.objects.filter(
-            Q(send_after__isnull=True) | Q(send_after__lte=now),
-            id=message_id,
-            direction=Direction.OUTBOUND,
-            status=Status.QUEUED,
-        ).update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now)
+    due = Message.objects.filter(
+        Q(send_after__isnull=True) | Q(send_after__lte=now),
+        id=message_id,
+        direction=Direction.OUTBOUND,
+        status=Status.QUEUED,
     )
+    if exclude_providers:
+        due = due.exclude(provider__in=exclude_providers)
+    return bool(due.update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now))
 
 
 def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
@@ -155,10 +211,16 @@ def _message_refuse(message: Message, *, code: str, reason: str) -> None:
 
 
 def _throughput_take(message: Message, options: SendOptions) -> None:
-    """Spend one token of the shortcode's messages-per-second budget; RetryLater when it is spent."""
+    """
+    Spend the shortcode's messages-per-second budget, one token per segment (what the
+    aggregator charges and paces); RetryLater when it is spent. A batch's message leaves
+    settings.BULK_REPLY_RESERVE of the bucket to replies, which take it all.
+    """
     if not options.max_mps:
         return
-    wait = token_bucket_take(f"mps:{message.shortcode}", rate=float(options.max_mps))
+    rate = float(options.max_mps)
+    floor = rate * settings.BULK_REPLY_RESERVE if options.bulk else 0.0
+    wait = token_bucket_take(f"mps:{message.shortcode}", rate=rate, cost=max(message.segments, 1), floor=floor)
     if wait:
         # Over the shortcode's throughput: back in the queue, not dropped, and not an attempt.
         Message.objects.filter(id=message.id, status=Status.SENDING).update(

@@ -8,6 +8,9 @@ its `fields` attribute the fields: a JSON formatter renders both) and hands the 
 name and fields to every listener (the Prometheus metrics register one). A listener that
 fails never fails the pipeline.
 
+An event about a message that has a status callback URL also says `callback=True`, so
+the callback listener reads the message only then.
+
 Event names and their fields (labels must stay bounded: no phone numbers, no free text;
 `phone` is allowed in fields for the log, which masks it, and listeners never use it):
 
@@ -26,7 +29,11 @@ Event names and their fields (labels must stay bounded: no phone numbers, no fre
                        a `failed` one also says whether its last error was `transient`
     report.recorded    provider, status (ours, or "unknown"), applied (bool), message_id,
                        correlation_id
+    report.applied     provider, shortcode, status, message_id, correlation_id, phone: a report
+                       that arrived before its message's provider id, applied once the id is known
     suppression.added  shortcode, source (sms|provider|admin), phone
+    endpoint.called    another system's endpoint was called (the `http` handler, a flow's
+                       completion): its masked URL, outcome, status code and latency
 """
 
 import logging

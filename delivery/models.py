@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from delivery.redaction import phones_mask
 from delivery.statuses import INBOUND_STATUSES, OUTBOUND_STATUSES, PENDING_STATUSES, Direction, Status
 
 
@@ -50,6 +51,12 @@ class Message(models.Model):
     error_code = models.CharField(_("error code"), max_length=50, blank=True)
     error_message = models.TextField(_("error"), blank=True)
     raw_payload = models.JSONField(_("raw payload"), default=dict, blank=True)
+    reference = models.CharField(
+        _("caller's reference"), max_length=100, blank=True, help_text=_("The sending system's own id, echoed back.")
+    )
+    callback_url = models.URLField(
+        _("status callback URL"), max_length=500, blank=True, help_text=_("Each status change is POSTed there, signed.")
+    )
     encoding = models.CharField(_("encoding"), max_length=4, choices=Encoding.choices, blank=True)
     segments = models.PositiveSmallIntegerField(_("segments"), default=0)
     dlt_template_id = models.CharField(_("DLT template ID"), max_length=30, blank=True)
@@ -70,7 +77,10 @@ class Message(models.Model):
         ordering = ("-created_at",)
         verbose_name = _("message")
         verbose_name_plural = _("messages")
-        permissions = [("requeue_message", _("Can re-queue a message"))]
+        permissions = [
+            ("requeue_message", _("Can re-queue a message")),
+            ("view_full_numbers", _("Can see phone numbers unmasked")),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(direction__in=list(Direction)), name="message_direction_valid"),
             models.CheckConstraint(
@@ -93,6 +103,8 @@ class Message(models.Model):
         indexes = [
             # Support agents look a number's history up.
             models.Index(fields=("phone", "-created_at"), name="message_phone_created"),
+            # The send API finds a caller's messages by their own id.
+            models.Index(fields=("reference",), condition=~Q(reference=""), name="message_reference"),
             # The outbox sweep looks for rows stuck in a pending status.
             models.Index(
                 fields=("status", "created_at"),
@@ -102,8 +114,9 @@ class Message(models.Model):
         ]
 
     def __str__(self):
+        # Masked: admin history ("Recent actions") and log lines store this text.
         arrow = "←" if self.direction == Direction.INBOUND else "→"
-        return f"{arrow} {self.phone} {self.body[:40]}"
+        return f"{arrow} {phones_mask(self.phone)} #{self.id or ''}"
 
 
 class DeliveryReport(models.Model):

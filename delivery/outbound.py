@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from delivery.correlation import message_event
 from delivery.models import Message
-from delivery.queueing import enqueue_on_commit
+from delivery.queueing import BULK_QUEUE, enqueue_on_commit
 from delivery.segments import segment_info, truncate_to_segments
 from delivery.send_options import SendOptions
 from delivery.statuses import Direction, Status
@@ -38,6 +38,8 @@ def message_send(
     options: SendOptions | None = None,
     in_reply_to: Message | None = None,
     segment_limit: int | None = None,
+    reference: str = "",
+    callback_url: str = "",
 ) -> Message:
     """
     Store an outbound message and queue its delivery once the transaction commits.
@@ -56,7 +58,9 @@ def message_send(
     sweep sends it then.
 
     The options, these two rules among them, are stored on the message (SendOptions) so
-    that message_deliver takes both decisions again at send time.
+    that message_deliver takes both decisions again at send time. `reference` (the
+    sending system's own id) and `callback_url` (where status changes are POSTed) are
+    stored as given.
     """
     options = options or SendOptions()
     message = _message_build(
@@ -67,6 +71,8 @@ def message_send(
         options=options,
         in_reply_to=in_reply_to,
     )
+    message.reference = reference
+    message.callback_url = callback_url
     if not options.ignore_suppression and _suppressed_refuse(message):
         message.save()
         message_event("message.refused", message, reason=message.error_code)
@@ -77,9 +83,14 @@ def message_send(
         return message
     message.save()
     if message.send_after is None:
-        enqueue_on_commit(DELIVER_TASK, message.id)
+        enqueue_on_commit(DELIVER_TASK, message.id, queue=deliver_queue(options))
     message_event("message.queued", message, segments=message.segments)
     return message
+
+
+def deliver_queue(options: SendOptions) -> str | None:
+    """The Celery queue a message's deliver task goes on: batch traffic has its own."""
+    return BULK_QUEUE if options.bulk else None
 
 
 def _text_fit(body: str, *, segment_limit: int | None, phone: str) -> str:

@@ -15,15 +15,21 @@ from kombu.exceptions import KombuError
 
 logger = logging.getLogger(__name__)
 
+# The Celery queue of batch traffic (a batch's dispatcher and its messages' deliveries), so
+# that a reply's delivery, on the default queue, never waits behind a batch.
+BULK_QUEUE = "bulk"
 
-def publish(task_name: str, *args) -> bool:
+
+def publish(task_name: str, *args, queue: str | None = None, countdown: float | None = None) -> bool:
     """
     Send the task named `task_name` to the broker now (or run it here when tasks run
-    eagerly). False (logged) when the broker cannot be reached: the row stays pending and
-    a sweep queues it again.
+    eagerly), on `queue` (None: the task's own route, else the default queue), to run
+    after `countdown` seconds. False (logged) when the broker cannot be reached: the row
+    stays pending and a sweep queues it again.
     """
+    options = {key: value for key, value in (("queue", queue), ("countdown", countdown)) if value is not None}
     try:
-        current_app.signature(task_name, args=args).apply_async()
+        current_app.signature(task_name, args=args).apply_async(**options)
     except (KombuError, OSError) as exc:
         logger.error("could not queue %s%s, left for the sweep: %s", task_name, args, exc)
         return False
@@ -34,9 +40,17 @@ def publish(task_name: str, *args) -> bool:
     return True
 
 
-def enqueue_on_commit(task_name: str, *args) -> None:
-    """Queue the task named `task_name` once the current transaction commits, so the worker finds the row."""
-    transaction.on_commit(lambda: publish(task_name, *args))
+def enqueue_on_commit(task_name: str, *args, queue: str | None = None) -> None:
+    """Queue the task named `task_name` (on `queue`) once the transaction commits, so the worker finds the row."""
+    transaction.on_commit(lambda: publish(task_name, *args, queue=queue))
+
+
+def tasks_run_in_process() -> bool:
+    """
+    True on the embedded default (no broker): a task runs at once, here, and a countdown is
+    not waited for, so work that must wait is left to the periodic jobs instead.
+    """
+    return bool(current_app.conf.task_always_eager)
 
 
 def broker_backlog() -> int:

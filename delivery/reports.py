@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from delivery.correlation import message_correlation_id
+from delivery.correlation import message_correlation_id, message_event
 from delivery.events import event
 from delivery.models import DeliveryReport, Message
 from delivery.providers import UnknownProvider, get_provider
@@ -120,6 +120,7 @@ def delivery_report_record(*, provider: str, update: StatusUpdate) -> DeliveryRe
         applied=applied,
         message_id=report.message_id,
         correlation_id=message_correlation_id(message) if message is not None else "",
+        **({"callback": True} if message is not None and message.callback_url else {}),
     )
     return report
 
@@ -165,7 +166,9 @@ def delivery_reports_apply_pending(*, message_id: int, provider: str, provider_m
     own provider's webhook, and none whose ref names another message.
     """
     message = (
-        Message.objects.filter(id=message_id, direction=Direction.OUTBOUND, provider=provider).only("uuid").first()
+        Message.objects.filter(id=message_id, direction=Direction.OUTBOUND, provider=provider)
+        .only("uuid", "provider", "shortcode", "phone", "callback_url", "in_reply_to_id")
+        .first()
     )
     if message is None:
         return 0
@@ -186,6 +189,8 @@ def delivery_reports_apply_pending(*, message_id: int, provider: str, provider_m
                 error_message=report.error_message,
             )
             moved += report.applied
+            if report.applied:
+                message_event("report.applied", message, status=report.status)
         _report_opt_out_record(
             provider=provider,
             message_id=message_id,

@@ -10,11 +10,27 @@ pair or a surrogate pair is never split across parts.
 
 from dataclasses import dataclass
 
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+# The basic table in code order (0x00-0x7F); 0x1B is the escape to the extension table.
+GSM7_BASIC_CODES = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+GSM7_BASIC = frozenset(GSM7_BASIC_CODES) - {"\x1b"}
+# The extension table: each character is sent as ESC and this code.
+GSM7_EXTENSION_CODES = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
+GSM7_EXTENSION = frozenset(GSM7_EXTENSION_CODES)
+GSM7_ESCAPE = 0x1B
 
 GSM7 = "gsm7"
 UCS2 = "ucs2"
@@ -91,3 +107,47 @@ def truncate_to_segments(text: str, limit: int) -> tuple[str, bool]:
         last = last[:-1]
     parts[-1] = last.rstrip() + marker
     return "".join(parts), True
+
+
+def message_parts(text: str) -> tuple[str, list[str]]:
+    """
+    The encoding of `text` and the texts of the SMS it is sent as: itself when it fits one,
+    else multipart parts of at most 153 septets or 67 units, never cutting an escape pair
+    or a surrogate pair (an SMPP client puts each behind its own UDH).
+    """
+    encoding = encoding_of(text)
+    if sum(_char_units(c, encoding) for c in text) <= SINGLE_CAPACITY[encoding]:
+        return encoding, [text]
+    return encoding, _parts(text, encoding)
+
+
+def gsm7_encode(text: str) -> bytes:
+    """GSM-7 text as unpacked septets, one per octet (SMPP data_coding 0); extension characters take two."""
+    out = bytearray()
+    for char in text:
+        if char in GSM7_EXTENSION_CODES:
+            out += bytes((GSM7_ESCAPE, GSM7_EXTENSION_CODES[char]))
+        else:
+            code = GSM7_BASIC_CODES.find(char)
+            if code < 0 or char == "\x1b":
+                raise ValueError(f"{char!r} is not in the GSM-7 alphabet")
+            out.append(code)
+    return bytes(out)
+
+
+_GSM7_EXTENSION_CHARS = {code: char for char, code in GSM7_EXTENSION_CODES.items()}
+
+
+def gsm7_decode(data: bytes) -> str:
+    """Unpacked GSM-7 septets to text; an unknown escape code reads as a space, as handsets show it."""
+    chars, escaped = [], False
+    for octet in data:
+        code = octet & 0x7F
+        if escaped:
+            chars.append(_GSM7_EXTENSION_CHARS.get(code, " "))
+            escaped = False
+        elif code == GSM7_ESCAPE:
+            escaped = True
+        else:
+            chars.append(GSM7_BASIC_CODES[code])
+    return "".join(chars)

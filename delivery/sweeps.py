@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from delivery.models import Message
 from delivery.outbound import DELIVER_TASK
-from delivery.queueing import publish, sweep_should_wait
+from delivery.queueing import BULK_QUEUE, publish, sweep_should_wait
+from delivery.send_options import SEND_RULES
 from delivery.statuses import Direction, Status
 from delivery.throttle import lock_acquire, lock_release
 
@@ -67,9 +68,22 @@ def outbox_sweep(*, now: datetime | None = None, limit: int = 1000) -> dict:
     `sending` ones whose worker died mid-call. {"requeued": n, "reset": k}; see
     periodic_run for when it skips.
     """
-    return periodic_run(
-        "outbox", batch=limit, select=_outbox_due, act=lambda message_id: publish(DELIVER_TASK, message_id), now=now
-    )
+    bulk_ids: set[int] = set()
+
+    def select(now: datetime, limit: int) -> Batch:
+        batch = _outbox_due(now, limit)
+        # A batch's message goes back on the bulk queue, never ahead of replies.
+        bulk_ids.update(
+            Message.objects.filter(id__in=batch.ids, **{f"provider_options__{SEND_RULES}__bulk": True}).values_list(
+                "id", flat=True
+            )
+        )
+        return batch
+
+    def requeue(message_id: int) -> bool:
+        return publish(DELIVER_TASK, message_id, queue=BULK_QUEUE if message_id in bulk_ids else None)
+
+    return periodic_run("outbox", batch=limit, select=select, act=requeue, now=now)
 
 
 def _outbox_due(now: datetime, limit: int) -> Batch:

@@ -11,20 +11,23 @@ import time
 
 from django.core.cache import cache
 
-# KEYS[1] bucket; ARGV: rate per second, capacity, now (s). Returns seconds to wait (0 = token taken).
+# KEYS[1] bucket; ARGV: rate per second, capacity, now (s), cost, floor. Returns seconds to
+# wait (0 = tokens taken).
 BUCKET_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local floor = tonumber(ARGV[5])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1]) or capacity
 local at = tonumber(state[2]) or now
 tokens = math.min(capacity, tokens + (now - at) * rate)
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens - cost >= floor then
+  tokens = tokens - cost
 else
-  wait = (1 - tokens) / rate
+  wait = (cost + floor - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 10)
@@ -44,33 +47,43 @@ def _redis():
     return get_redis_connection("default")
 
 
-def token_bucket_wait(key: str, *, rate: float, capacity: float | None = None) -> float:
-    """Take one token from bucket `key` refilled at `rate` per second; seconds to wait if none is left."""
+def token_bucket_wait(
+    key: str, *, rate: float, capacity: float | None = None, cost: float = 1.0, floor: float = 0.0
+) -> float:
+    """
+    Take `cost` tokens from bucket `key` refilled at `rate` per second, leaving at least
+    `floor` in it; seconds to wait if they are not there. A caller with a floor never takes
+    the last `floor` tokens, so callers without one always find them (replies ahead of
+    batches). A cost over what the bucket can ever hold above the floor is charged as that.
+    """
     capacity = capacity or max(rate, 1.0)
+    floor = min(max(floor, 0.0), capacity * 0.9)
+    cost = min(max(cost, 0.0), capacity - floor)
     now = time.time()
     connection = _redis()
     if connection is not None:
-        return float(connection.eval(BUCKET_SCRIPT, 1, f"smsgate:bucket:{key}", rate, capacity, now))
+        return float(connection.eval(BUCKET_SCRIPT, 1, f"smsgate:bucket:{key}", rate, capacity, now, cost, floor))
     with _local_lock:
         tokens, at = _local_buckets.get(key, (capacity, now))
         tokens = min(capacity, tokens + (now - at) * rate)
         wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
+        if tokens - cost >= floor:
+            tokens -= cost
         else:
-            wait = (1 - tokens) / rate
+            wait = (cost + floor - tokens) / rate
         _local_buckets[key] = (tokens, now)
         return wait
 
 
-def token_bucket_take(key: str, *, rate: float, max_wait: float = 2.0) -> float:
+def token_bucket_take(key: str, *, rate: float, max_wait: float = 2.0, cost: float = 1.0, floor: float = 0.0) -> float:
     """
-    Block until a token is taken, up to `max_wait` seconds; returns 0 on success or the
-    remaining wait when it would take longer (the caller re-queues rather than hold a worker).
+    Block until `cost` tokens are taken (above `floor`, see token_bucket_wait), up to
+    `max_wait` seconds; returns 0 on success or the remaining wait when it would take longer
+    (the caller re-queues rather than hold a worker).
     """
     deadline = time.monotonic() + max_wait
     while True:
-        wait = token_bucket_wait(key, rate=rate)
+        wait = token_bucket_wait(key, rate=rate, cost=cost, floor=floor)
         if wait <= 0:
             return 0.0
         if time.monotonic() + wait > deadline:

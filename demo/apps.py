@@ -11,5 +11,5 @@ class DemoConfig(AppConfig):
     verbose_name = "Demo"
 
     def ready(self):
-        # Importing registers the demo's handlers: register, balance, support.
-        from demo import handlers  # noqa: F401
+        # Importing registers the demo's handler (balance; register and support are flows) and its queued task.
+        from demo import handlers, tasks  # noqa: F401

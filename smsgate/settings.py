@@ -45,12 +45,20 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # OpenAPI 3 for the send API, with Swagger UI and ReDoc served from our own static files.
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # HTTP and database metrics on /metrics (smsgate/metrics_view.py adds ours).
     "django_prometheus",
     "commands",
     "templates",
     "delivery",
     "conversations",
+    "bulk",
+    "api",
+    "smpp_gateway",
+    # The admin console's own pages and the staff and agent roles.
+    "console",
     # Demo data and services (`seed_demo`); nothing else imports it.
     "demo",
 ]
@@ -178,11 +186,40 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = HTTPS_ONLY
 CSRF_COOKIE_SECURE = HTTPS_ONLY
 
+# The send API (api/): a token per ApiClient, its own request rate (throttle counts in the
+# cache), one error shape, cursor pagination. Views that are not the API set their own.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ApiClientAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.IsApiClient"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiClientRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.MessageCursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "smsgate send API",
+    "DESCRIPTION": "Send SMS through a shortcode, follow their status, receive signed status callbacks.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# An Idempotency-Key's first answer is replayed this long, then the key is purged.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
+# Status callbacks: attempts per status change (exponential backoff between them) and the
+# time one POST may take. Callback URLs must be https to a public address, unless their
+# origin (scheme://host[:port], ":*" for any port) is in CALLBACK_ALLOWED_ORIGINS.
+CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=8)
+CALLBACK_TIMEOUT_SECONDS = env.float("CALLBACK_TIMEOUT_SECONDS", default=5.0)
+CALLBACK_ALLOWED_ORIGINS = env.list("CALLBACK_ALLOWED_ORIGINS", default=[])
 
 # Webhooks: SMS payloads are small; anything larger than this is refused with 413.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
@@ -215,6 +252,7 @@ SMS_PROVIDERS = {
     "msg91": "delivery.providers.msg91.Msg91Provider",
     "twilio": "delivery.providers.twilio.TwilioProvider",
     "plivo": "delivery.providers.plivo.PlivoProvider",
+    "smpp": "delivery.providers.smpp.SmppProvider",
 }
 # Configurable adapters: every delivery/providers/adapters/*.json, plus these (slug -> config).
 SMS_ADAPTERS = env.json("SMS_ADAPTERS", default={})
@@ -276,6 +314,8 @@ GATEWAY_ALLOWED_ORIGINS = env.list(
 )
 # Checks a shortcode's provider options on save (commands names no other app; this wires delivery's in).
 SHORTCODE_CONFIG_CHECK = "delivery.providers.provider_config_errors"
+# What the shortcode admin shows from other apps (provider options, DLT headers, readiness, webhook URLs).
+SHORTCODE_SETUP = "console.shortcode_setup"
 GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=10.0)
 
 # How long rows are kept, in days (0: for ever); purged hourly by delivery/retention.py.
@@ -302,6 +342,8 @@ HANDLER_HTTP_ALLOWED_NETWORKS = env.list(
 )
 # Host names a handler may call whatever addresses they resolve to (internal services).
 HANDLER_HTTP_ALLOWED_HOSTS = env.list("HANDLER_HTTP_ALLOWED_HOSTS", default=[])
+# Celery task names a `queue` command may start, besides those named "queued.*" by their authors.
+QUEUE_HANDLER_TASKS = env.list("QUEUE_HANDLER_TASKS", default=[])
 
 # Celery: without a broker every task runs eagerly in-process (the embedded default).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -334,6 +376,15 @@ PHONE_LOCK_SECONDS = env.int("PHONE_LOCK_SECONDS", default=30)
 # Seconds between two runs of each sweep.
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=30.0)
 
+# Bulk sends (bulk/): a running batch hands over one tick's worth of messages every
+# BULK_TICK_SECONDS, at the shortcode's messages per second less the share of it kept for
+# replies (BULK_REPLY_RESERVE, 0 to 0.9); a batch holds at most BULK_MAX_RECIPIENTS.
+BULK_TICK_SECONDS = env.float("BULK_TICK_SECONDS", default=1.0)
+BULK_REPLY_RESERVE = env.float("BULK_REPLY_RESERVE", default=0.2)
+if not 0 <= BULK_REPLY_RESERVE <= 0.9:
+    raise ImproperlyConfigured("BULK_REPLY_RESERVE must be between 0 and 0.9.")
+BULK_MAX_RECIPIENTS = env.int("BULK_MAX_RECIPIENTS", default=100_000)
+
 # Periodic jobs: celery beat, or a thread of the serving process on the embedded default
 # (smsgate/embedded_beat.py). Keep task names stable across releases: during a rolling
 # deploy an old beat may schedule for new workers and the other way round.
@@ -343,6 +394,11 @@ CELERY_BEAT_SCHEDULE = {
     "channel-log-purge": {"task": "delivery.tasks.channel_log_purge", "schedule": 3600.0},
     "report-payload-purge": {"task": "delivery.tasks.report_payload_purge", "schedule": 3600.0},
     "message-purge": {"task": "delivery.tasks.message_purge", "schedule": 3600.0},
+    # Ticks running batches on the embedded default; with a broker, revives a batch whose
+    # self-scheduled tick was lost.
+    "bulk-tick": {"task": "bulk.tasks.batches_tick", "schedule": BULK_TICK_SECONDS},
+    "callback-sweep": {"task": "api.tasks.callback_sweep", "schedule": SWEEP_INTERVAL_SECONDS},
+    "idempotency-key-purge": {"task": "api.tasks.idempotency_key_purge", "schedule": 3600.0},
 }
 
 # Every line goes through the redacting filter: declared secrets and token-like query

@@ -29,6 +29,10 @@ urlpatterns = [
     path("health/", require_GET(health), name="health"),
     re_path(r"^health/live/?$", require_GET(live), name="health-live"),
     re_path(r"^metrics/?$", metrics, name="metrics"),
+    # The send API: /api/v1/..., the seed-compatible /send-sms, /api/schema/ with Swagger UI and ReDoc.
+    path("", include("api.urls")),
+    # The console's own admin pages (dashboard data, conversations, send form, simulator).
+    path("admin/console/", include("console.urls")),
     path("admin/", admin.site.urls),
 ]
 

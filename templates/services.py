@@ -36,6 +36,7 @@ __all__ = [
     "TemplateRenderError",
     "TemplateResolution",
     "promotional_window_next_start",
+    "template_lookup",
     "template_render",
     "template_resolve",
     "templates_import_csv",
@@ -125,6 +126,30 @@ def _values_in_order(values: list[str] | dict, count: int) -> list[str]:
     if missing:
         raise TemplateRenderError(f"No value for position(s) {', '.join(missing)}.", code="missing_value")
     return [by_position[n] for n in range(1, count + 1)]
+
+
+def template_lookup(*, header: str, reference: str) -> Template:
+    """
+    The approved template of `header` that `reference` names: its DLT template ID, or else
+    its name (exact). TemplateRenderError "not_found" when none does (or the header is not
+    one it may be sent from), "ambiguous" when several approved templates share the name.
+    """
+    reference = str(reference).strip()
+    approved = Template.objects.filter(headers__sender_id=header, status=Template.Status.APPROVED)
+    by_id = approved.filter(dlt_template_id=reference).first() if reference else None
+    if by_id is not None:
+        return by_id
+    named = list(approved.filter(name=reference)[:2]) if reference else []
+    if len(named) > 1:
+        raise TemplateRenderError(
+            f"Several approved templates of header {header} are named {reference!r}: use the DLT template ID.",
+            code="ambiguous",
+        )
+    if not named:
+        raise TemplateRenderError(
+            f"No approved template of header {header} has the DLT ID or name {reference[:60]!r}.", code="not_found"
+        )
+    return named[0]
 
 
 def template_render(*, dlt_template_id: str, values: list[str] | dict) -> str:

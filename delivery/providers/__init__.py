@@ -46,13 +46,14 @@ def get_provider(slug: str) -> Provider:
 def provider_config_errors(provider: str, options: dict) -> list[str]:
     """
     What is wrong with a shortcode's provider options (settings.SHORTCODE_CONFIG_CHECK):
-    an outbound URL off the allowed origins, a literal credential. Empty for an unknown
-    provider, which the shortcode's own validation reports.
+    an option the provider does not declare, a value of the wrong kind, an outbound URL off
+    the allowed origins, a literal credential. Empty for an unknown provider, which the
+    shortcode's own validation reports.
     """
     if not isinstance(options, dict):
         return ["provider options must be a JSON object"]
     try:
-        return get_provider(provider).config_errors(options)
+        return get_provider(provider).options_errors(options)
     except UnknownProvider:
         return []
 

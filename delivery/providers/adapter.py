@@ -20,17 +20,23 @@ replaces a shipped one for a deployment. A config names:
                                 success_values, error_path, error_code_path
     opted_out_error_codes       error codes (of a refused send or a report) that mean the number
                                 opted out at the aggregator: it goes on our suppression list
+    options                     the shortcode settings it offers beyond `outbound_url` (a list of
+                                {name, label, kind: text|choice|int|bool, help_text, choices,
+                                default...}, base.ProviderOption's fields), used as {option:NAME}
 
 Placeholders in outbound url, params and headers: {to} (E.164), {to_digits}, {from},
-{message}, {reference}, {callback_url}, {dlt_template_id}, {dlt_entity_id}, and
+{message}, {reference}, {callback_url}, {dlt_template_id}, {dlt_entity_id},
+{option:NAME} (the shortcode's value of a declared option, else its default), and
 {env:NAME}, read from the environment at send time so no secret is stored in the
 database. A parameter that renders empty is left out (an unset DLT id, no callback URL).
 
-A shortcode's provider_config may override the outbound part under "outbound" (another
-URL, method or params; the sender is its "sender" key, as for every provider). Those
-overrides are staff-editable data, so they may not name {env:...} secrets, and a URL
-must stay on the adapter's host (or one in `allowed_hosts`): otherwise an admin edit
-could send the aggregator password somewhere else.
+A shortcode's provider_config holds its options: `outbound_url` (another URL on the
+adapter's host, or one in `allowed_hosts`) and those the config declares. Rows saved
+before options were declared may hold the outbound part under "outbound" (URL, method,
+params); sends still honour it, but the admin saves only declared options. Either way the
+values are staff-editable data: they may not name {env:...} secrets, and a URL must stay
+on the adapter's host, otherwise an admin edit could send the aggregator password
+somewhere else.
 
 Webhook fields are read from the query string and the body together, because several
 Indian aggregators report with GET (Gupshup's delivery report) or put data in the URL.
@@ -53,6 +59,7 @@ from delivery.providers.base import (
     OutboundSMS,
     PermanentSendError,
     Provider,
+    ProviderOption,
     SendResult,
     StatusUpdate,
     Verified,
@@ -75,7 +82,7 @@ from delivery.statuses import Status
 
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 SLUG = re.compile(r"[a-z0-9_]+")
-PLACEHOLDER = re.compile(r"\{(env:[A-Za-z_][A-Za-z0-9_]*|[a-z_]+)\}")
+PLACEHOLDER = re.compile(r"\{(env:[A-Za-z_][A-Za-z0-9_]*|option:[a-z_]+|[a-z_]+)\}")
 ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = frozenset(
     {"to", "to_digits", "from", "message", "reference", "callback_url", "dlt_template_id", "dlt_entity_id"}
@@ -85,6 +92,16 @@ OWN_QUERY_PARAMS = frozenset({"token", "ref"})
 # What an aggregator's report may move a message to (never `sending` or `refused`, which are ours alone).
 OUR_STATUSES = frozenset(
     {Status.QUEUED, Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.REJECTED}
+)
+
+
+# The kinds an adapter's own options may take: values that go into the aggregator's request.
+ADAPTER_OPTION_KINDS = frozenset({"text", "choice", "int", "bool"})
+OUTBOUND_URL_OPTION = ProviderOption(
+    "outbound_url",
+    "Outbound URL",
+    kind="url",
+    help_text="Another URL on the aggregator's own host for this shortcode's sends; empty: the adapter's.",
 )
 
 
@@ -106,6 +123,7 @@ class ConfigurableProvider(Provider):
         self.OPTED_OUT_ERROR_CODES = frozenset(str(code).strip() for code in config.get("opted_out_error_codes", []))
         self.webhook_methods = frozenset(m.upper() for m in config.get("webhook_methods", ["POST"]))
         self._validate()
+        self.OPTIONS = (OUTBOUND_URL_OPTION, *self._declared_options())
         if config.get("auth", {}).get("type") == "header":
             self.CREDENTIAL_HEADERS = (config["auth"]["header"],)
         auth = config.get("auth", {"type": "token"})
@@ -186,7 +204,7 @@ class ConfigurableProvider(Provider):
         ]
 
     def send(self, sms: OutboundSMS) -> SendResult:
-        outbound = self._outbound(sms.options.get("outbound") or {})
+        outbound = self._outbound(sms.options.get("outbound") or {}, str(sms.options.get("outbound_url") or ""))
         values = {
             "to": sms.to,
             "to_digits": sms.to.lstrip("+"),
@@ -196,6 +214,7 @@ class ConfigurableProvider(Provider):
             "callback_url": sms.callback_url or "",
             "dlt_template_id": str(sms.options.get("dlt_template_id") or ""),
             "dlt_entity_id": str(sms.options.get("dlt_entity_id") or ""),
+            **self._option_values(sms.options),
         }
         # The webhook token rides in the callback URL (deliver.callback_url): masked like the API secrets.
         secrets: list[str] = [webhook_token(self.slug)] if self._token_auth() else []
@@ -226,12 +245,49 @@ class ConfigurableProvider(Provider):
         provider_message_id = read_response(reply.text, outbound.get("response", {}), reply.exchange)
         return SendResult(provider_message_id=provider_message_id, exchanges=(reply.exchange,))
 
+    def send_refusal(self) -> str | None:
+        # Its credentials are the {env:NAME} variables its outbound request reads.
+        missing = [
+            name for name in ENV_PLACEHOLDER.findall(json.dumps(self.config["outbound"])) if not os.environ.get(name)
+        ]
+        if missing:
+            return f"{', '.join(sorted(set(missing)))} not set: every send fails"
+        return None
+
+    def _declared_options(self) -> tuple[ProviderOption, ...]:
+        options = []
+        for spec in self.config.get("options", []):
+            if not isinstance(spec, dict) or not SLUG.fullmatch(str(spec.get("name", ""))):
+                raise AdapterConfigError(f"adapter {self.slug!r}: each option needs a lower-case name")
+            if spec.get("kind", "text") not in ADAPTER_OPTION_KINDS:
+                raise AdapterConfigError(
+                    f"adapter {self.slug!r}: option {spec['name']!r} kind must be one of {sorted(ADAPTER_OPTION_KINDS)}"
+                )
+            fields = {**spec, "choices": tuple(tuple(choice) for choice in spec.get("choices", []))}
+            try:
+                options.append(ProviderOption(**{"label": spec["name"], **fields}))
+            except (TypeError, AssertionError) as exc:
+                raise AdapterConfigError(f"adapter {self.slug!r}: option {spec['name']!r}: {exc}") from None
+        return tuple(options)
+
+    def _option_values(self, options: dict[str, Any]) -> dict[str, str]:
+        """{option:NAME} values: the shortcode's, else the declared default, else empty (left out)."""
+        values = {}
+        for option in self.OPTIONS[1:]:
+            value = options.get(option.name, option.default)
+            values[f"option:{option.name}"] = (
+                "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return values
+
     def _token_auth(self) -> bool:
         return self.config.get("auth", {}).get("type", "token") == "token"
 
-    def _outbound(self, overrides: dict[str, Any]) -> dict[str, Any]:
+    def _outbound(self, overrides: dict[str, Any], outbound_url: str = "") -> dict[str, Any]:
         """The adapter's outbound config with a shortcode's overrides on top (see the module docstring)."""
         base = self.config["outbound"]
+        if outbound_url:
+            overrides = {**(overrides if isinstance(overrides, dict) else {}), "url": outbound_url}
         if not overrides:
             return base
         if not isinstance(overrides, dict):
@@ -243,16 +299,23 @@ class ConfigurableProvider(Provider):
             if isinstance(overrides.get(key), dict):
                 merged[key] = {**base.get(key, {}), **overrides[key]}
         if "url" in overrides:
-            # Same scheme and port too: an https API's credentials must not go out over plain http.
-            home = urlsplit(base["url"])
-            allowed = [url_origin(base["url"]), *(f"{home.scheme}://{host}" for host in base.get("allowed_hosts", []))]
-            refusal = outbound_url_refusal(str(overrides["url"]), allowed)
+            refusal = self._url_refusal(str(overrides["url"]))
             if refusal:
                 raise PermanentSendError(f"provider_config url: {refusal}", code="bad_config")
         return merged
 
+    def _url_refusal(self, url: str) -> str | None:
+        # Same scheme and port too: an https API's credentials must not go out over plain http.
+        base = self.config["outbound"]
+        home = urlsplit(base["url"])
+        allowed = [url_origin(base["url"]), *(f"{home.scheme}://{host}" for host in base.get("allowed_hosts", []))]
+        return outbound_url_refusal(url, allowed)
+
     def config_errors(self, options: dict[str, Any]) -> list[str]:
         errors = literal_credential_errors(options)
+        refusal = self._url_refusal(str(options["outbound_url"])) if options.get("outbound_url") else None
+        if refusal:
+            errors.append(f"outbound_url: {refusal}")
         try:
             self._outbound(options.get("outbound") or {})
         except PermanentSendError as exc:
@@ -266,10 +329,11 @@ class ConfigurableProvider(Provider):
         response = outbound.get("response", {})
         if not (response.get("id_path") or response.get("id_regex")):
             raise AdapterConfigError(f"adapter {self.slug!r} needs outbound.response.id_path or id_regex")
+        declared = {f"option:{spec.get('name')}" for spec in self.config.get("options", []) if isinstance(spec, dict)}
         for name in PLACEHOLDER.findall(
             json.dumps([outbound.get("url"), outbound.get("params"), outbound.get("headers")])
         ):
-            if not name.startswith("env:") and name not in PLACEHOLDERS:
+            if not name.startswith("env:") and name not in PLACEHOLDERS | declared:
                 raise AdapterConfigError(f"adapter {self.slug!r}: unknown placeholder {{{name}}}")
         for key in ("from", "to", "body"):
             if not _names(self.config.get("inbound", {}), key):

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -190,6 +191,88 @@ class PermanentSendError(SendError):
     transient = False
 
 
+OPTION_KINDS = frozenset({"text", "url", "int", "bool", "choice", "env", "mapping"})
+# An environment variable's name, as a shell would accept it; upper case by convention here.
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
+# What a mapping option's values may be: another system's field names.
+MAPPING_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+OPTION_TEXT_MAX = 200
+
+
+@dataclass(frozen=True)
+class ProviderOption:
+    """
+    One shortcode setting a provider reads from Shortcode.provider_config, declared so the
+    admin renders it as a real field and validates it (`option_value_error`). A secret is
+    never an option's value: kind "env" holds the NAME of the environment variable that
+    holds it, and the admin says whether it is set, never what it is.
+
+    Kinds: text (a string, `pattern` when given), url (http or https with a host; the
+    provider's `config_errors` fences its origin), int (`min_value`..`max_value`), bool,
+    choice (one of `choices`' values), env (a variable name matching `pattern`, else any
+    upper-case name), mapping (a dict from `keys` to other field names, such as the names
+    an aggregator gives the DLT IDs).
+    """
+
+    name: str
+    label: str
+    kind: str = "text"
+    help_text: str = ""
+    required: bool = False
+    choices: tuple[tuple[str, str], ...] = ()
+    default: Any = None
+    min_value: int | None = None
+    max_value: int | None = None
+    pattern: str = ""  # text and env: the value must match it whole
+    keys: tuple[str, ...] = ()  # mapping: the keys it may hold
+
+    def __post_init__(self):
+        assert self.kind in OPTION_KINDS, f"option {self.name!r}: unknown kind {self.kind!r}"
+        assert self.kind != "choice" or self.choices, f"option {self.name!r}: a choice needs choices"
+        assert self.kind != "mapping" or self.keys, f"option {self.name!r}: a mapping needs keys"
+
+
+def option_value_error(option: ProviderOption, value: Any) -> str | None:
+    """Why `value` cannot be `option`'s value, or None. The message names the option."""
+    name = option.name
+    if option.kind in ("text", "url", "env", "choice") and not isinstance(value, str):
+        return f"'{name}' must be a string"
+    if option.kind == "text":
+        if len(value) > OPTION_TEXT_MAX:
+            return f"'{name}' is longer than {OPTION_TEXT_MAX} characters"
+        if option.pattern and not re.fullmatch(option.pattern, value):
+            return f"'{name}' is not in the expected form ({option.help_text or option.pattern})"
+    elif option.kind == "url":
+        if not url_origin(value):
+            return f"'{name}' must be an http or https URL with a host"
+    elif option.kind == "env":
+        if not ENV_NAME.fullmatch(value) or (option.pattern and not re.fullmatch(option.pattern, value)):
+            wanted = f"matching {option.pattern}" if option.pattern else "in upper case"
+            return f"'{name}' must name an environment variable {wanted}, never hold a secret"
+    elif option.kind == "choice":
+        if value not in {choice for choice, _label in option.choices}:
+            return f"'{name}' must be one of {', '.join(choice for choice, _label in option.choices)}"
+    elif option.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"'{name}' must be a whole number"
+        if option.min_value is not None and value < option.min_value:
+            return f"'{name}' must be at least {option.min_value}"
+        if option.max_value is not None and value > option.max_value:
+            return f"'{name}' must be at most {option.max_value}"
+    elif option.kind == "bool":
+        if not isinstance(value, bool):
+            return f"'{name}' must be true or false"
+    elif option.kind == "mapping":
+        if not isinstance(value, dict):
+            return f"'{name}' must be an object"
+        unknown = sorted(str(key) for key in value if key not in option.keys)
+        if unknown:
+            return f"'{name}' may map only {', '.join(option.keys)}, not {', '.join(unknown)}"
+        if not all(isinstance(field, str) and MAPPING_VALUE.fullmatch(field) for field in value.values()):
+            return f"'{name}' values must be field names (letters, digits, '_', '.', '-')"
+    return None
+
+
 class Provider(ABC):
     """
     Interface every provider implements. Stateless: one instance serves all requests.
@@ -200,6 +283,8 @@ class Provider(ABC):
 
     slug: ClassVar[str]
     receives_webhooks: ClassVar[bool] = True
+    # Its sends are made by a long-lived bind of its own (SMPP), not by the deliver task.
+    sends_through_bind: ClassVar[bool] = False
     # Some aggregators report with GET (Gupshup's delivery reports); others only POST.
     webhook_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     # Settings of which at least one must be set for webhooks to be accepted with DEBUG off.
@@ -216,6 +301,8 @@ class Provider(ABC):
     # Request headers that carry its webhook credential (a signature, a shared secret):
     # on /sms-handler and /sms-dlr, a request presenting one is this provider's to prove.
     CREDENTIAL_HEADERS: ClassVar[tuple[str, ...]] = ()
+    # The shortcode settings it reads from Shortcode.provider_config (sender IDs, URLs, binds).
+    OPTIONS: ClassVar[tuple[ProviderOption, ...]] = ()
     STATUS_MAP: ClassVar[dict[str, Status]] = {}
     IGNORED: ClassVar[frozenset[str]] = frozenset()
     # Error codes (of a refused send or a delivery report) that mean the number opted out
@@ -276,6 +363,40 @@ class Provider(ABC):
     def config_errors(self, options: dict[str, Any]) -> list[str]:
         """What is wrong with a shortcode's provider options for this provider (checked when staff save them)."""
         return literal_credential_errors(options)
+
+    def options_errors(self, options: Any) -> list[str]:
+        """
+        Everything wrong with a shortcode's provider options: a key this provider does not
+        declare in OPTIONS (it would be ignored, or worse, read by accident), a value of the
+        wrong kind, a required one missing, then the provider's own `config_errors`
+        (where a URL may point, literal credentials).
+        """
+        if not isinstance(options, dict):
+            return ["provider options must be a JSON object"]
+        declared = {option.name: option for option in self.OPTIONS}
+        errors = [
+            f"unknown option '{name}' for {self.slug} (it reads {', '.join(declared) or 'no options'})"
+            for name in options
+            if name not in declared
+        ]
+        for name, option in declared.items():
+            value = options.get(name)
+            if value is None or value == "":
+                if option.required:
+                    errors.append(f"'{name}' is required for {self.slug}")
+                continue
+            error = option_value_error(option, value)
+            if error:
+                errors.append(error)
+        return errors + self.config_errors(options)
+
+    def options_env_unset(self, options: dict[str, Any]) -> list[str]:
+        """The environment variables the options name (kind env) that are unset here; no value is read out."""
+        return [
+            str(options[option.name])
+            for option in self.OPTIONS
+            if option.kind == "env" and options.get(option.name) and not os.environ.get(str(options[option.name]))
+        ]
 
     def map_status(self, provider_status: str) -> Status | None:
         return self.STATUS_MAP.get((provider_status or "").strip().lower())

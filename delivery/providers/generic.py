@@ -27,6 +27,7 @@ from delivery.providers.base import (
     OutboundSMS,
     PermanentSendError,
     Provider,
+    ProviderOption,
     SendResult,
     StatusUpdate,
     Verified,
@@ -58,6 +59,37 @@ class GenericProvider(Provider):
     WEBHOOK_SECRET_SETTINGS = ("WEBHOOK_SECRET",)
     CREDENTIAL_HEADERS = ("X-Webhook-Secret", "X-Signature")
     SECRET_SETTINGS = ("WEBHOOK_SECRET", "GATEWAY_API_KEY")
+    OPTIONS = (
+        ProviderOption(
+            "outbound_url",
+            "Outbound URL",
+            kind="url",
+            help_text="Where this shortcode's replies are POSTed instead of GATEWAY_OUTBOUND_URL; "
+            "its origin must be in GATEWAY_ALLOWED_ORIGINS.",
+        ),
+        ProviderOption(
+            "api_key_env",
+            "API key variable",
+            kind="env",
+            pattern=r"GATEWAY_[A-Z0-9_]+",
+            help_text="The environment variable (GATEWAY_*) holding this gateway's bearer key; empty: GATEWAY_API_KEY.",
+        ),
+        ProviderOption(
+            "dlt_fields",
+            "DLT field names",
+            kind="mapping",
+            keys=("dlt_template_id", "dlt_entity_id", "dlt_category"),
+            help_text="The names this gateway gives the DLT IDs in its JSON, e.g. template_id, pe_id.",
+        ),
+        ProviderOption(
+            "timeout",
+            "Timeout (seconds)",
+            kind="int",
+            min_value=1,
+            max_value=60,
+            help_text="Per send; empty: GATEWAY_TIMEOUT_SECONDS.",
+        ),
+    )
     SENSITIVE_HEADERS = ("X-Webhook-Secret", "X-Signature")
     # Our generic contract defines no opt-out error code.
     OPTED_OUT_ERROR_CODES = frozenset()

@@ -27,6 +27,7 @@ from delivery.providers.base import (
     OutboundSMS,
     PermanentSendError,
     Provider,
+    ProviderOption,
     SendResult,
     StatusUpdate,
     TransientSendError,
@@ -56,6 +57,7 @@ TRANSIENT_ERROR_CODES = frozenset({"001", "002", "601"})
 # A successful plain-text sendhttp reply is the 24-character request id.
 REQUEST_ID = re.compile(r"[0-9A-Za-z]{24}")
 TRANSACTIONAL_ROUTE = "4"
+PROMOTIONAL_ROUTE = "1"
 
 
 class Msg91Provider(Provider):
@@ -63,6 +65,15 @@ class Msg91Provider(Provider):
     WEBHOOK_SECRET_SETTINGS = ("MSG91_WEBHOOK_TOKEN",)
     SECRET_SETTINGS = ("MSG91_AUTH_KEY", "MSG91_WEBHOOK_TOKEN")
     SEND_SETTINGS = ("MSG91_AUTH_KEY",)
+    OPTIONS = (
+        ProviderOption(
+            "route",
+            "Route",
+            kind="choice",
+            choices=((TRANSACTIONAL_ROUTE, "4: transactional"), (PROMOTIONAL_ROUTE, "1: promotional")),
+            help_text="sendhttp's route; empty: transactional.",
+        ),
+    )
     # MSG91 report status codes onto ours.
     STATUS_MAP = {
         "1": Status.DELIVERED,

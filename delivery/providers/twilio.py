@@ -33,6 +33,7 @@ from delivery.providers.base import (
     OutboundSMS,
     PermanentSendError,
     Provider,
+    ProviderOption,
     SendError,
     SendResult,
     StatusUpdate,
@@ -50,6 +51,8 @@ from delivery.providers.base import (
 from delivery.providers.http import HttpReply, http_call, send_error, setting_values
 from delivery.statuses import Status
 
+# A Messaging Service SID (not a secret: it names the service, the account token authorises).
+MESSAGING_SERVICE_SID = r"MG[0-9a-fA-F]{32}"
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -119,6 +122,15 @@ class TwilioProvider(Provider):
     SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN", "TWILIO_SHARED_KEY_SECRET")
     SEND_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
     SENSITIVE_HEADERS = (SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER)
+    OPTIONS = (
+        ProviderOption(
+            "messaging_service_sid",
+            "Messaging Service SID",
+            pattern=MESSAGING_SERVICE_SID,
+            help_text="MG followed by 32 hex digits: this shortcode's replies go through that Messaging "
+            "Service (it picks the sender); empty: TWILIO_MESSAGING_SERVICE_SID, else the sender ID.",
+        ),
+    )
     # 21610: the recipient sent STOP to this sender, so Twilio refuses every send to it
     # (docs/PROVIDERS.md, Twilio: send).
     OPTED_OUT_ERROR_CODES = frozenset({"21610"})
@@ -241,9 +253,10 @@ class TwilioProvider(Provider):
         http_client = _SdkHttpClient(api_base=settings.TWILIO_API_BASE, timeout=settings.GATEWAY_TIMEOUT_SECONDS)
         client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=http_client)
         params: dict[str, Any] = {"to": sms.to, "body": sms.body}
-        if settings.TWILIO_MESSAGING_SERVICE_SID:
+        messaging_service_sid = sms.options.get("messaging_service_sid") or settings.TWILIO_MESSAGING_SERVICE_SID
+        if messaging_service_sid:
             # The service picks the sender from its pool and applies its opt-out rules.
-            params["messaging_service_sid"] = settings.TWILIO_MESSAGING_SERVICE_SID
+            params["messaging_service_sid"] = messaging_service_sid
         else:
             params["from_"] = sms.options.get("sender") or settings.TWILIO_FROM or sms.sender
         if sms.callback_url:

@@ -457,8 +457,14 @@ def twilio_api(provider_server, twilio_settings):
             {},
             {"MessagingServiceSid": ["MGXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"]},
         ),
+        (
+            "MGXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+            "",
+            {"messaging_service_sid": "MG" + "b" * 32},
+            {"MessagingServiceSid": ["MG" + "b" * 32]},
+        ),
     ],
-    ids=["shortcode", "twilio-from", "option-sender", "messaging-service"],
+    ids=["shortcode", "twilio-from", "option-sender", "messaging-service", "shortcode-messaging-service"],
 )
 def test_send_makes_the_documented_request(
     twilio_api, twilio_settings, service_sid, twilio_from, options, sender_fields

@@ -141,7 +141,7 @@ def test_a_failed_send_is_queued_again_and_sent(gateway):
     assert len(gateway.requests) == 1
 
 
-def test_the_admin_action_says_how_many_were_skipped_because_refused(gateway, admin_client):
+def test_the_admin_action_sends_failed_ones_again_and_says_why_it_skipped_the_others(gateway, admin_client):
     # given
     failed = OutboundMessageFactory(phone=PHONE, status=Status.FAILED, error_code="500")
     refused = [
@@ -153,16 +153,18 @@ def test_the_admin_action_says_how_many_were_skipped_because_refused(gateway, ad
     # when
     response = admin_client.post(
         reverse("admin:delivery_message_changelist"),
-        {"action": "requeue", "_selected_action": [failed.id, *(m.id for m in refused), delivered.id]},
+        {"action": "resend", "_selected_action": [failed.id, *(m.id for m in refused), delivered.id]},
         follow=True,
     )
 
     # then
     shown = [str(m) for m in response.context["messages"]]
-    assert "1 message queued again." in shown
-    assert any(text.startswith("2 skipped because refused") for text in shown)
-    assert "1 skipped: only failed outbound messages are sent again." in shown
+    assert "1 message sent again." in shown
+    assert f"Message #{refused[0].id} was refused (opted_out): a refused message is never sent." in shown
+    assert f"Message #{refused[1].id} was refused (dlt_no_template): a refused message is never sent." in shown
+    assert f"Message #{delivered.id} is delivered: only failed messages are sent again." in shown
     assert list(Message.objects.filter(status=Status.REFUSED).values_list("status", flat=True)) == ["refused"] * 2
+    assert Message.objects.count() == 5  # the four, and the failed one's new send
 
 
 # Opted out at the carrier -----------------------------------------------------------------------

@@ -5,8 +5,10 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from freezegun import freeze_time
 
-from conversations.models import Contact, SupportTicket
+from conversations.flows import flow_problems
+from conversations.models import Contact, Flow, SupportTicket
 from conversations.sessions import session_get
 from conversations.tests.test_flows import sms
 from delivery.models import Message
@@ -64,8 +66,32 @@ def test_support_opens_a_ticket_and_replies_its_reference(demo):
     assert sms("3") == "Please describe your issue in one SMS."
     reply = sms("My SIM is blocked since Monday")
     ticket = SupportTicket.objects.get()
+    inbound = Message.objects.get(direction=Direction.INBOUND, body="My SIM is blocked since Monday")
     assert reply == f"Ticket {ticket.reference} opened. Our team will call you back."
-    assert (ticket.phone, ticket.issue, ticket.status) == (PHONE, "My SIM is blocked since Monday", "open")
+    assert (ticket.phone, ticket.issue, ticket.status, ticket.message) == (
+        PHONE,
+        "My SIM is blocked since Monday",
+        "open",
+        inbound,
+    )
+
+
+def test_register_and_support_are_flows_seed_demo_builds_valid(demo):
+    call_command("seed_demo", verbosity=0)  # again: still one of each, unchanged
+    flows = {flow.slug: flow for flow in Flow.objects.all()}
+    assert sorted(flows) == ["register", "support"]
+    assert [flow_problems(flow) for flow in flows.values()] == [[], []]
+    assert [s.key for s in flows["register"].steps.all()] == ["name"]
+
+
+@pytest.mark.parametrize(("code", "again"), [("1", "Send 1 to start again."), ("3", "Send 3 to start again.")])
+def test_a_demo_flow_that_timed_out_says_so_through_its_template(demo, code, again):
+    with freeze_time() as clock:
+        sms(code)
+        clock.tick(301)
+        assert sms("Asha") == f"Your session timed out. {again}"
+    sent = Message.objects.filter(direction=Direction.OUTBOUND)
+    assert not sent.exclude(status="queued").exists()  # every reply passed DLT
 
 
 def test_simulate_sms_walks_the_demo(demo, capsys):

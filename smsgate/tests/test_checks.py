@@ -58,8 +58,13 @@ def test_public_base_url_is_checked_without_a_database(settings):
         ("generic", "WEBHOOK_SECRET", "smsgate.W003", "WEBHOOK_SECRET not set"),
     ],
 )
-def test_an_active_shortcode_whose_provider_lacks_a_credential_is_named(settings, provider, unset, warning, says):
+def test_an_active_shortcode_whose_provider_lacks_a_credential_is_named(
+    settings, monkeypatch, provider, unset, warning, says
+):
     # given: the provider fully configured but for one setting
+    # (an adapter's send credentials are the environment variables its outbound request reads)
+    monkeypatch.setenv("GUPSHUP_USERID", "gupshup-user")
+    monkeypatch.setenv("GUPSHUP_PASSWORD", "gupshup-password")
     settings.TWILIO_ACCOUNT_SID = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
     settings.TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
     settings.PLIVO_AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"

@@ -51,6 +51,9 @@ def test_without_a_broker_a_daemon_thread_runs_the_schedule():
             "channel-log-purge",
             "report-payload-purge",
             "message-purge",
+            "callback-sweep",
+            "idempotency-key-purge",
+            "bulk-tick",
         }
         assert beat._thread.daemon and beat._thread.is_alive()
     finally:

@@ -1,21 +1,17 @@
-import time
-
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.handling import PhoneBusy, inbound_handle
-from conversations.receiving import SIMULATOR_PROVIDER, message_receive
-from delivery.deliver import message_deliver
-from delivery.models import Message
+from conversations.receiving import SIMULATOR_PROVIDER
+from conversations.simulation import SimulationBusy, sms_simulate
 from delivery.phones import InvalidPhoneNumber
-from delivery.providers.base import InboundSMS, WebhookBadRequest
+from delivery.providers.base import WebhookBadRequest
 
 
 class Command(BaseCommand):
     help = (
         "Run inbound SMS through the whole pipeline and print the replies (handled in this process, "
-        "or by a Celery worker when one takes the message first). "
-        "Give several texts to walk a multi-step flow (the local-memory cache lives as long as the process)."
+        "or by a Celery worker when one takes the message first); replies go out through the "
+        "shortcode's own gateway. Give several texts to walk a multi-step flow (the local-memory "
+        "cache lives as long as the process)."
     )
 
     def add_arguments(self, parser):
@@ -28,21 +24,17 @@ class Command(BaseCommand):
             self.simulate(sender, recipient, text)
 
     def simulate(self, sender: str, recipient: str, text: str) -> None:
-        sms = InboundSMS(sender=sender, recipient=recipient, body=text, provider_message_id=None, raw={"cli": True})
         try:
-            inbound, _ = message_receive(provider=SIMULATOR_PROVIDER, sms=sms)
-        except (InvalidPhoneNumber, WebhookBadRequest) as exc:
+            simulated = sms_simulate(
+                phone=sender, shortcode=recipient, text=text, provider=SIMULATOR_PROVIDER, raw={"cli": True}
+            )
+        except (InvalidPhoneNumber, WebhookBadRequest, SimulationBusy) as exc:
             raise CommandError(str(exc)) from exc
-        # Whatever the broker does, run the steps here too so the result can be printed;
-        # the status guards make a step that already ran a no-op.
-        self.handle_here_or_wait(inbound)
+        inbound = simulated.inbound
         self.stdout.write(f"← {inbound.phone} to {inbound.shortcode}: {inbound.body!r}")
-        replies = list(Message.objects.filter(in_reply_to=inbound).order_by("id"))
-        if not replies:
+        if not simulated.replies:
             self.stdout.write("(no reply)")
-        for reply in replies:
-            message_deliver(message_id=reply.id, final_attempt=True)
-            reply.refresh_from_db()
+        for reply in simulated.replies:
             self.stdout.write(f"→ {reply.body}")
             details = [f"{reply.status} via {reply.provider}"]
             if reply.dlt_template_id:
@@ -50,23 +42,3 @@ class Command(BaseCommand):
             if reply.error_code:
                 details.append(f"{reply.error_code}: {reply.error_message}")
             self.stdout.write(f"  [{', '.join(details)}]")
-
-    def handle_here_or_wait(self, inbound: Message) -> None:
-        """
-        Handle the message here, or, while a Celery worker holds the phone (it took the
-        message from the broker first), wait until the worker has handled it: once it is
-        no longer `received`, inbound_handle returns at once. Gives up after the phone
-        lock's own lifetime, when the lock would have expired anyway.
-        """
-        deadline = time.monotonic() + settings.PHONE_LOCK_SECONDS
-        while True:
-            try:
-                inbound_handle(message_id=inbound.id)
-                return
-            except PhoneBusy:
-                if time.monotonic() > deadline:
-                    raise CommandError(
-                        f"{inbound.phone} is still being handled elsewhere after {settings.PHONE_LOCK_SECONDS}s; "
-                        f"see message {inbound.id} in the admin"
-                    ) from None
-                time.sleep(0.1)
