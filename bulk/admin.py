@@ -8,6 +8,7 @@ numbers masked for users without `delivery.view_full_numbers`.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
@@ -27,7 +28,7 @@ from delivery.statuses import Status
 # An upload larger than this is refused before it is read (100,000 rows fit in far less).
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
-# Progress columns of the list, counted for the page's rows in the list's own query.
+# Progress columns of the list, counted for the page's batches only (BatchChangeList).
 PROGRESS = {
     "queued": Q(recipients__state=BatchRecipient.State.PENDING)
     | Q(recipients__message__status__in=[Status.QUEUED, Status.SENDING]),
@@ -46,12 +47,34 @@ PROGRESS = {
 
 
 def _progress_column(name: str, label: str):
-    @admin.display(description=label, ordering=f"progress_{name}")
+    @admin.display(description=label)
     def column(obj):
         return getattr(obj, f"progress_{name}", None)
 
     column.__name__ = f"progress_{name}"
     return column
+
+
+class BatchChangeList(ChangeList):
+    """
+    The batch list, with progress counted in one aggregate over the shown page's batches
+    only: a table of many 100,000-recipient batches is never joined whole.
+    """
+
+    def get_results(self, request):
+        super().get_results(request)
+        page_ids = [batch.id for batch in self.result_list]
+        counted = (
+            Batch.objects.filter(id__in=page_ids)
+            .annotate(
+                **{f"progress_{name}": Count("recipients", filter=condition) for name, condition in PROGRESS.items()}
+            )
+            .values("id", *(f"progress_{name}" for name in PROGRESS))
+        )
+        by_id = {row.pop("id"): row for row in counted}
+        for batch in self.result_list:
+            for key, value in by_id.get(batch.id, {}).items():
+                setattr(batch, key, value)
 
 
 class BatchUploadForm(forms.Form):
@@ -124,13 +147,8 @@ class BatchAdmin(admin.ModelAdmin):
         "finished_at",
     )
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.resolver_match and request.resolver_match.url_name == "bulk_batch_changelist":
-            queryset = queryset.annotate(
-                **{f"progress_{name}": Count("recipients", filter=condition) for name, condition in PROGRESS.items()}
-            )
-        return queryset
+    def get_changelist(self, request, **kwargs):
+        return BatchChangeList
 
     def has_add_permission(self, request):
         return False

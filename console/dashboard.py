@@ -19,16 +19,12 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
-    OuterRef,
     Q,
     QuerySet,
-    Subquery,
-    Value,
 )
-from django.db.models.functions import Coalesce, Concat, Extract, StrIndex, Substr, Trim, TruncHour, Upper
+from django.db.models.functions import Extract, TruncHour
 from django.utils import timezone
 
-from commands.models import Alias, Command
 from conversations.models import SupportTicket
 from delivery.models import Message
 from delivery.statuses import Direction, Status
@@ -187,32 +183,11 @@ def failure_reasons(messages: QuerySet) -> list[FailureReason]:
     ]
 
 
-def first_word():
-    """
-    The upper-cased first word of an inbound body, in SQL: the registry's own reading of a
-    message (commands.parsing) for the plain ASCII codes and keywords subscribers send.
-    """
-    body = Trim("body")
-    return Upper(Substr(body, 1, StrIndex(Concat(body, Value(" ")), Value(" ")) - 1))
-
-
 def command_counts(messages: QuerySet, *, limit: int = TOP_COMMANDS) -> list[CommandCount]:
-    """
-    The commands inbound messages asked for most, per shortcode.
-
-    Messages store no command, so an inbound that was handled counts for the command
-    whose code, or one of whose aliases, is its first word. An answer inside a multi-step
-    flow that happens to equal a code counts too.
-    """
-    code = Command.objects.filter(shortcode__number=OuterRef("shortcode"), code=OuterRef("word")).values("code")[:1]
-    alias = Alias.objects.filter(command__shortcode__number=OuterRef("shortcode"), keyword=OuterRef("word")).values(
-        "command__code"
-    )[:1]
+    """The commands that answered the most inbound messages (each step of a flow counts), per shortcode."""
     rows = (
         messages.filter(direction=Direction.INBOUND, status=Status.HANDLED)
-        .annotate(word=first_word())
-        .annotate(command=Coalesce(Subquery(code), Subquery(alias)))
-        .filter(command__isnull=False)
+        .exclude(command="")
         .values("shortcode", "command")
         .annotate(count=Count("id"))
         .order_by("-count", "shortcode", "command")[:limit]

@@ -127,7 +127,9 @@ def _inbound_answer(inbound: Message) -> Message | None:
                 reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
             queued_work_publish(queued)
             now = timezone.now()
-            Message.objects.filter(id=inbound.id).update(status=status, handled_at=now, updated_at=now, **flag)
+            Message.objects.filter(id=inbound.id).update(
+                status=status, handled_at=now, updated_at=now, command=command, **flag
+            )
     except QueuedWorkNotPublished as exc:
         logger.warning("inbound %s left for the inbound sweep: %s", inbound.id, exc)
         return None

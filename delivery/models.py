@@ -48,6 +48,12 @@ class Message(models.Model):
         related_name="replies",
         verbose_name=_("in reply to"),
     )
+    command = models.CharField(
+        _("command"),
+        max_length=30,
+        blank=True,
+        help_text=_("Inbound: the code of the command that answered it (its first SMS or a later step)."),
+    )
     error_code = models.CharField(_("error code"), max_length=50, blank=True)
     error_message = models.TextField(_("error"), blank=True)
     raw_payload = models.JSONField(_("raw payload"), default=dict, blank=True)

@@ -13,6 +13,8 @@ from delivery.models import Message
 pytestmark = pytest.mark.django_db
 
 UPLOAD = "/admin/bulk/batch/upload/"
+# The batch list's queries, whatever the number of batches on its page.
+PROGRESS_LIST_QUERIES = 7
 
 
 @pytest.fixture
@@ -106,6 +108,20 @@ def test_the_batch_list_shows_progress_and_an_action_cancels(
     assert batch.state == "cancelled"
     assert batch.recipients.filter(state="cancelled").count() == 10
     assert Message.objects.count() == 80
+
+
+@pytest.mark.parametrize("batches", [1, 20])
+def test_the_batch_list_counts_progress_for_its_page_in_one_query(
+    admin_client, shortcode, batches, django_assert_num_queries
+):
+    # given
+    for _ in range(batches):
+        batch_create(shortcode=shortcode, text="Hi", recipients=[RecipientInput(to="+919800000001")])
+    admin_client.get("/admin/bulk/batch/")  # the session and permissions, cached by the first page
+    # then: the same queries for one batch as for twenty
+    with django_assert_num_queries(PROGRESS_LIST_QUERIES):
+        page = admin_client.get("/admin/bulk/batch/")
+    assert page.status_code == 200
 
 
 def test_uploading_and_cancelling_need_their_permissions(client, shortcode, staff):

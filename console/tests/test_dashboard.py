@@ -172,24 +172,18 @@ def test_failures_are_grouped_by_reason_most_frequent_first():
     ]
 
 
-def test_top_commands_read_the_first_word_against_codes_and_aliases():
-    shortcode = ShortcodeFactory(number="57675")
-    CommandFactory(shortcode=shortcode, code="2", aliases=["BAL"])
-    CommandFactory(shortcode=shortcode, code="3")
-    other = ShortcodeFactory(number="57676")
-    CommandFactory(shortcode=other, code="9")
+def test_top_commands_count_the_messages_each_command_answered_per_shortcode():
     handled = {"status": Status.HANDLED, "shortcode": "57675"}
-    for body in ("2", "bal", " BAL please", "2 now"):
-        at(1, InboundMessageFactory, body=body, **handled)
-    at(1, InboundMessageFactory, body="3", **handled)
-    at(1, InboundMessageFactory, body="hello", **handled)  # no such code
-    at(1, InboundMessageFactory, body="9", **handled)  # a code of another shortcode
-    at(1, InboundMessageFactory, body="3", status=Status.RATE_LIMITED, shortcode="57675")  # not handled
-    at(1, InboundMessageFactory, body="9", status=Status.HANDLED, shortcode="57676")
+    for command in ("2", "2", "2", "1", "1"):
+        at(1, InboundMessageFactory, command=command, **handled)
+    at(1, InboundMessageFactory, command="", **handled)  # the menu or the unknown-code reply
+    at(1, InboundMessageFactory, command="", status=Status.RATE_LIMITED, shortcode="57675")  # not answered
+    at(1, InboundMessageFactory, command="9", status=Status.HANDLED, shortcode="57676")
+    at(30, InboundMessageFactory, command="1", **handled)  # outside the window
 
     top = dashboard_figures(now=NOW, window="24h").top_commands
 
-    assert [(c.shortcode, c.command, c.count) for c in top] == [("57675", "2", 4), ("57675", "3", 1), ("57676", "9", 1)]
+    assert [(c.shortcode, c.command, c.count) for c in top] == [("57675", "2", 3), ("57675", "1", 2), ("57676", "9", 1)]
 
 
 @pytest.mark.parametrize(

@@ -119,3 +119,19 @@ def test_inbound_handled_twice_gives_one_reply(shortcode):
     inbound_handle(message_id=inbound.id)
     inbound_handle(message_id=inbound.id)
     assert Message.objects.filter(in_reply_to=inbound).count() == 1
+
+
+def test_each_handled_sms_records_the_command_that_answered_it(shortcode):
+    # when: a code by its alias, a two-step command's question and answer, then no command
+    for text in ("BAL", "1", "Asha", "hello", ""):
+        sms(text)
+
+    # then
+    inbound = Message.objects.filter(direction=Direction.INBOUND).order_by("id")
+    assert [(m.body, m.command) for m in inbound] == [
+        ("BAL", "2"),
+        ("1", "1"),
+        ("Asha", "1"),
+        ("hello", ""),
+        ("", ""),
+    ]
