@@ -41,7 +41,8 @@ ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "conversations.flow*": EDIT,
         "api.apiclient": EDIT,
         "bulk.batch": EDIT,
-        "smpp_gateway.*": EDIT,
+        # The SMPP bind's part buffers are the pipeline's: read only.
+        "smpp_gateway.*": VIEW,
         # The logs are facts: read only. A number may be put on or taken off the
         # suppression list by hand (recorded with source "admin").
         "api.*": VIEW,
