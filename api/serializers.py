@@ -3,6 +3,7 @@
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.utils import html
 
 from delivery.models import Message
 from delivery.phones import InvalidPhoneNumber, to_e164
@@ -51,7 +52,24 @@ def _has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(char) <= 0xDFFF for char in text)
 
 
-class StrictCharField(serializers.CharField):
+class OneFormValue:
+    """
+    A field read from a form as from JSON: an empty value is an empty string (DRF would
+    take it for an absent field, and `text=&message=hi` would send "hi"), and a field given
+    twice is refused rather than its last value taken.
+    """
+
+    def get_value(self, dictionary):
+        if html.is_html_input(dictionary):
+            values = dictionary.getlist(self.field_name)
+            if len(values) > 1:
+                return values
+            if values == [""]:
+                return ""
+        return super().get_value(dictionary)
+
+
+class StrictCharField(OneFormValue, serializers.CharField):
     """A string, never a number or a boolean turned into one (DRF's CharField takes 0 as "0")."""
 
     def to_internal_value(self, data):
@@ -61,11 +79,12 @@ class StrictCharField(serializers.CharField):
 
 
 @extend_schema_field({"oneOf": [{"type": "string", "maxLength": 32}, {"type": "integer", "minimum": 0}]})
-class SeedPhoneField(serializers.CharField):
+class SeedPhoneField(OneFormValue, serializers.CharField):
     """The seed's `to`: a string, or the digits as a JSON number, as its clients sent them."""
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, str | int) or (isinstance(data, int) and data < 0):
+        # A negative number is no phone number, written as a number or as a string.
+        if isinstance(data, bool) or not isinstance(data, str | int) or str(data).lstrip().startswith("-"):
             self.fail("invalid")
         return super().to_internal_value(str(data))
 

@@ -80,3 +80,32 @@ def test_a_bearer_token_as_the_seed_clients_sent_it(api, api_client):
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_client.token}")
 
     assert api.post(URL, {"to": "+919876543210", "text": "Hi"}, format="json").status_code == 202
+
+
+@pytest.mark.parametrize("fmt", ["json", "form"])
+def test_an_empty_text_is_refused_even_beside_a_message(api, fmt):
+    # An empty form value is an empty text, as in JSON: never taken for "no text" with the message sent instead.
+    body = {"to": "+919876543210", "text": "", "message": "Your OTP is 4821"}
+    if fmt == "json":
+        response = api.post(URL, body, format="json")
+    else:
+        response = api.generic("POST", URL, urlencode(body), content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert "text" in str(response.json())
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "to=%2B919876543210&text=Hello&text=Bye",  # a field given twice
+        "to=%2B919876543210&to=%2B919812345678&text=Hello",
+        "to=-2036862100&text=Hello",  # a negative number
+    ],
+)
+def test_a_form_that_is_not_one_request_is_refused(api, form):
+    response = api.generic("POST", URL, form, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert not Message.objects.exists()

@@ -60,6 +60,8 @@ def test_an_agent_finds_a_phone_reads_its_conversation_and_cannot_edit_a_shortco
     browser.go("/admin/delivery/message/")
     search = browser.find_element(By.ID, "searchbar")
     search.send_keys("98765 43210", Keys.ENTER)
+    # the list before the search has a #result_list too: wait for the searched one
+    wait_until(lambda: "q=" in browser.current_url, what="the search's page")
     browser.wait_for("#result_list")
     rows = browser.find_element(By.ID, "result_list").text
     assert MASKED in rows and PHONE not in rows

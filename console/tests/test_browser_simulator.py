@@ -65,7 +65,7 @@ def test_walking_a_flow_in_the_simulator(browser, staff, width, height):
     wait_for_session(browser, "answer")
     assert browser.find_element(By.CSS_SELECTOR, "#simulator-session input[name=clear]").is_displayed()
     # the cursor waits in the text box, the newest message in view, and nothing overflows the screen
-    assert browser.switch_to.active_element.get_attribute("name") == "text"
+    WebDriverWait(browser, 10).until(lambda driver: driver.switch_to.active_element.get_attribute("name") == "text")
     overflow = browser.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
