@@ -8,7 +8,7 @@ PORT ?= 8000
 # The demo's code 4 signs its calls to the demo offers endpoint with this (a demo-only value).
 DEMO_ENV = DJANGO_DEBUG=1 PUBLIC_BASE_URL=http://127.0.0.1:$(PORT) HANDLER_SECRET_DEMO_OFFERS=demo-offers-secret
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test venv browser lint bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,14 @@ demo: venv
 # in-memory database; with the real services in one, since they share a cache and a broker.
 PYTEST_ARGS ?= $(if $(DATABASE_URL),,-n 2)
 
-test: venv
+# The admin's browser tests drive Debian's Chromium through its own chromedriver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: venv browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
