@@ -28,10 +28,9 @@ from api.errors import ApiRefusal
 from api.models import ApiClient, ClientMessage
 from api.permissions import client_shortcode_get
 from delivery.models import Message
-from delivery.outbound import message_send
+from delivery.outbound import shortcode_message_send
 from delivery.phones import InvalidPhoneNumber, to_e164
 from delivery.segments import segment_info
-from delivery.send_options import send_options_for
 from delivery.statuses import Status
 from delivery.text import clean_text
 from templates.services import TemplateRenderError, template_lookup, template_render, template_resolve
@@ -76,15 +75,8 @@ def api_message_send(*, client: ApiClient, request: SendRequest) -> Message:
             encoding=info.encoding,
         )
     with transaction.atomic():
-        message = message_send(
-            shortcode=shortcode.number,
-            phone=phone,
-            body=text,
-            provider=shortcode.provider,
-            options=send_options_for(shortcode),
-            segment_limit=shortcode.segment_limit,
-            reference=request.reference,
-            callback_url=callback_url,
+        message = shortcode_message_send(
+            shortcode=shortcode, phone=phone, body=text, reference=request.reference, callback_url=callback_url
         )
         ClientMessage.objects.create(message=message, client=client)
     if message.status == Status.REFUSED:

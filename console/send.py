@@ -5,7 +5,7 @@ an approved DLT template with its values.
 Preview shows what the send would be before anything is stored: the encoding, the segment
 count against the shortcode's limit, the DLT template the text matches (or why none does
 and the nearest one) and whether the number opted out. Send refuses what the preview
-shows would be refused and otherwise goes through delivery.outbound.message_send with the
+shows would be refused and otherwise goes through delivery.outbound.shortcode_message_send with the
 shortcode's own options (send_options_for), exactly as a reply does: suppression and DLT
 are checked again there and at delivery, and the shortcode's throughput applies.
 """
@@ -27,10 +27,9 @@ from django.utils.translation import gettext_lazy as _
 
 from commands.models import Shortcode
 from delivery.models import Message
-from delivery.outbound import message_send
+from delivery.outbound import shortcode_message_send
 from delivery.phones import InvalidPhoneNumber, to_e164
 from delivery.segments import SegmentInfo, segment_info
-from delivery.send_options import send_options_for
 from delivery.statuses import Status
 from delivery.suppression import suppression_get, suppression_reason
 from delivery.text import clean_text
@@ -122,14 +121,7 @@ def console_message_send(*, shortcode: Shortcode, phone: str, text: str, user_id
     in the admin's history who sent it. The message may come back `refused` (the number
     opted out or the templates changed since the preview).
     """
-    message = message_send(
-        shortcode=shortcode.number,
-        phone=phone,
-        body=text,
-        provider=shortcode.provider,
-        options=send_options_for(shortcode),
-        segment_limit=shortcode.segment_limit,
-    )
+    message = shortcode_message_send(shortcode=shortcode, phone=phone, body=text)
     LogEntry.objects.log_actions(
         user_id=user_id,
         queryset=[message],

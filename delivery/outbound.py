@@ -4,6 +4,7 @@ and sending failed ones again. The deliver task does the sending (delivery/deliv
 """
 
 import logging
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -13,7 +14,7 @@ from delivery.correlation import message_event
 from delivery.models import Message
 from delivery.queueing import BULK_QUEUE, enqueue_on_commit
 from delivery.segments import segment_info, truncate_to_segments
-from delivery.send_options import SendOptions
+from delivery.send_options import SendOptions, send_options_for
 from delivery.statuses import Direction, Status
 from delivery.suppression import suppression_get, suppression_reason
 from delivery.text import clean_text
@@ -91,6 +92,26 @@ def message_send(
 def deliver_queue(options: SendOptions) -> str | None:
     """The Celery queue a message's deliver task goes on: batch traffic has its own."""
     return BULK_QUEUE if options.bulk else None
+
+
+def shortcode_message_send(
+    *, shortcode: Any, phone: str, body: str, reference: str = "", callback_url: str = ""
+) -> Message:
+    """
+    message_send as `shortcode` (a commands.Shortcode, read by attribute) sends: its
+    provider, its send options (send_options_for) and its segment limit. What the send API
+    and the admin's send form send; replies add their own rules (conversations.handling).
+    """
+    return message_send(
+        shortcode=shortcode.number,
+        phone=phone,
+        body=body,
+        provider=shortcode.provider,
+        options=send_options_for(shortcode),
+        segment_limit=shortcode.segment_limit,
+        reference=reference,
+        callback_url=callback_url,
+    )
 
 
 def _text_fit(body: str, *, segment_limit: int | None, phone: str) -> str:
