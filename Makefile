@@ -33,6 +33,7 @@ demo: venv
 
 # On the embedded default the suite runs in two processes, one per core, each with its own
 # in-memory database; with the real services in one, since they share a cache and a broker.
+# Other pytest arguments replace these: `make test PYTEST_ARGS="-m services"` (CI, on RabbitMQ).
 PYTEST_ARGS ?= $(if $(DATABASE_URL),,-n 2)
 
 # The admin's browser tests drive Debian's Chromium through its own chromedriver.
@@ -49,8 +50,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Every performance target from one run, as one table (bench/README.md); QUICK=1 for a short trial.
 bench: venv
-	bash bench/run.sh
+	bash bench/all.sh
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* .pytest_cache

@@ -32,6 +32,8 @@ import pytest
 
 SERVICES_ENV = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
 WEBHOOK_SECRET = "test-webhook-secret"
+# The signing secret of `http` commands the real worker runs (config "secret_env": "HANDLER_SECRET_TESTS").
+HANDLER_SECRET_TESTS = "handler-secret-for-tests"
 ROOT = Path(__file__).resolve().parent
 
 
@@ -362,10 +364,15 @@ def celery_worker(django_db_setup, tmp_path_factory):
         # Status callbacks of the send API go to local receivers, signed with the tests' client secret.
         "CALLBACK_ALLOWED_ORIGINS": "http://127.0.0.1:*",
         "CALLBACK_SECRET_TESTS": "callback-secret-for-tests",
+        # `http` commands call local endpoints, signed with this secret.
+        "HANDLER_HTTP_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "HANDLER_SECRET_TESTS": HANDLER_SECRET_TESTS,
     }
+    dispatcher = None
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO", "-Q", "celery,bulk"]
+            # No -Q: the worker consumes every queue smsgate/celery.py declares.
+            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO"]
             + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"]
             # The handlers the test data registers (test_ask), so the worker runs what the test set up.
             + ["--include", "conversations.tests.factories"],
@@ -379,15 +386,26 @@ def celery_worker(django_db_setup, tmp_path_factory):
         while not app.control.ping(timeout=0.5):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()}")
+        # What queues a stored inbound SMS for the worker (conversations/dispatch.py).
+        with open(log_path.with_name("dispatcher.log"), "w") as dispatcher_log:
+            dispatcher = subprocess.Popen(
+                [sys.executable, "manage.py", "inbound_dispatch"],
+                cwd=ROOT,
+                env=env,
+                stdout=dispatcher_log,
+                stderr=subprocess.STDOUT,
+            )
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15, None):
-            sys.stderr.write(log_path.read_text()[-5000:])
+        for running in (dispatcher, process) if dispatcher is not None else (process,):
+            running.terminate()
+            try:
+                running.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                running.kill()
+        for name, running in (("worker.log", process), ("dispatcher.log", dispatcher)):
+            if running is not None and running.returncode not in (0, -15, None):
+                sys.stderr.write(log_path.with_name(name).read_text()[-5000:])
 
 
 @contextlib.contextmanager

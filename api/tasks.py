@@ -7,6 +7,7 @@ from celery import current_app, shared_task
 from api import callbacks
 from api.callbacks import CALLBACK_TASK, callback_attempt_deliver
 from api.idempotency import idempotency_keys_purge_run
+from delivery.queueing import RETRIES_QUEUE
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def callback_deliver(attempt_id: int) -> None:
         return
     try:
         # Without a broker this runs at once, finds the attempt not yet due and leaves it to the sweep.
-        current_app.signature(CALLBACK_TASK, args=(attempt_id,)).apply_async(countdown=countdown)
+        current_app.signature(CALLBACK_TASK, args=(attempt_id,)).apply_async(countdown=countdown, queue=RETRIES_QUEUE)
     except Exception:  # the attempt is stored pending: the sweep sends it when it is due
         logger.warning("could not queue the retry of callback %s, left for the sweep", attempt_id, exc_info=True)
 

@@ -105,7 +105,8 @@ def send_rate(count: int, mps: int) -> tuple[float, float]:
             driver = EmbeddedBeat({"bulk-tick": settings.CELERY_BEAT_SCHEDULE["bulk-tick"]}).start()
         else:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-Q", "celery,bulk"]
+                # No -Q: every queue smsgate/celery.py declares (bulk, replies, retries...).
+                [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2"]
                 + ["-l", "WARNING", "--without-gossip", "--without-mingle", "-n", f"bench-bulk-{os.getpid()}@%h"],
                 cwd=ROOT,
             )

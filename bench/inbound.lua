@@ -10,16 +10,34 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+-- A monotonic clock in ms (wrk's Lua is LuaJIT; os.time counts whole seconds).
+local ffi = require("ffi")
+ffi.cdef("typedef struct { long tv_sec; long tv_nsec; } bench_timespec; int clock_gettime(int, bench_timespec *);")
+local timespec = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, timespec)  -- 1: CLOCK_MONOTONIC
+  return tonumber(timespec.tv_sec) * 1000 + tonumber(timespec.tv_nsec) / 1e6
+end
+
 function init(args)
   run = os.getenv("BENCH_RUN") or tostring(os.time())
-  -- RATE (requests/s over all connections) paces each connection; unset: as fast as it goes.
+  -- RATE (requests/s over all THREADS wrk threads) paces by a schedule: each thread hands
+  -- out send times RATE/THREADS apart, so a slow answer does not lower the offered rate
+  -- while a connection is free. Unset: as fast as it goes.
   local rate = tonumber(os.getenv("RATE") or "")
-  local connections = tonumber(os.getenv("CONNECTIONS") or "16")
-  pause_ms = rate and (connections * 1000 / rate) or 0
+  local threads = tonumber(os.getenv("THREADS") or "2")
+  interval_ms = rate and (threads * 1000 / rate) or 0
 end
 
 function delay()
-  return pause_ms
+  if interval_ms == 0 then
+    return 0
+  end
+  local now = now_ms()
+  next_send_ms = next_send_ms or now
+  local wait = next_send_ms - now
+  next_send_ms = next_send_ms + interval_ms
+  return wait > 0 and wait or 0
 end
 
 request = function()

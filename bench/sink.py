@@ -1,11 +1,15 @@
-"""A local gateway sink: answers every send like a generic aggregator and counts what it got.
+"""A local gateway sink: answers every send like a generic aggregator and records what it got.
 
 python bench/sink.py --port 8099 --out var/bench-sink.jsonl
+
+One JSON line per request: the reply's `reference`, its `to`, and `at`, the wall-clock
+time (Unix seconds) it arrived, which bench/check.py sets against the inbound's stored time.
 """
 
 import argparse
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
@@ -25,10 +29,12 @@ def main():
         disable_nagle_algorithm = True
 
         def do_POST(self):
+            arrived = time.time()
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             payload = json.loads(body or b"{}")
+            record = {"reference": payload.get("reference"), "to": payload.get("to"), "at": round(arrived, 6)}
             with lock:
-                out.write(json.dumps({"reference": payload.get("reference"), "to": payload.get("to")}) + "\n")
+                out.write(json.dumps(record) + "\n")
             answer = json.dumps({"id": f"sink-{payload.get('reference')}"}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -1,8 +1,12 @@
 """Writes and reads of the service registry."""
 
+import threading
+import uuid
+from dataclasses import dataclass
+
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 
 from commands.models import Alias, Command, Shortcode
 from commands.parsing import ParsedText
@@ -31,19 +35,105 @@ def command_update(*, command: Command, aliases: list[str] | None = None) -> Com
 
 
 def shortcode_get(*, number: str) -> Shortcode | None:
-    return Shortcode.objects.filter(number=number).first()
+    """The shortcode numbered `number`, as the registry read in this process holds it (read-only)."""
+    return _registry_entry(number).shortcode
 
 
 def command_lookup(*, shortcode: Shortcode, parsed: ParsedText) -> Command | None:
-    """The active command whose code or alias is the message's first word, if any."""
+    """
+    The active command whose code or alias is the message's first word, if any (read-only).
+    Asked with the shortcode shortcode_get returned, it answers from the same reading.
+    """
     if not parsed.code:
         return None
-    return (
-        Command.objects.filter(shortcode=shortcode, active=True)
-        .filter(Q(code=parsed.code) | Q(aliases__keyword=parsed.code))
-        .order_by("pk")
-        .first()
-    )
+    return _registry_entry_of(shortcode).commands.get(parsed.code)
+
+
+def command_get(*, shortcode: Shortcode, command_id: int | None) -> Command | None:
+    """The active command `command_id` of `shortcode` (a session's), if it still is one (read-only)."""
+    return _registry_entry_of(shortcode).by_id.get(command_id)
+
+
+# The registry in process ----------------------------------------------------------------
+#
+# Every inbound SMS needs its shortcode and the command its first word names; both change
+# only when staff edit them. Each process keeps what it read, per shortcode number, with
+# the registry's version (a token in the shared cache) it read it at. Every save or delete
+# of a Shortcode, Command or Alias (commands/signals.py) writes a new token, and again once
+# its transaction commits, so that no process keeps what it read before the change was
+# visible; each lookup reads the token (one cache GET) and reads the registry afresh when
+# it changed. A QuerySet.update() sends no signal: call registry_changed() after one.
+
+REGISTRY_VERSION_KEY = "commands:registry-version"
+
+
+@dataclass(frozen=True)
+class _RegistryEntry:
+    """One shortcode (None: no such number) and its active commands by code and alias, and by id."""
+
+    shortcode: Shortcode | None
+    commands: dict[str, Command]
+    by_id: dict[int, Command]
+
+
+_registry: dict[str, _RegistryEntry] = {}
+_registry_read_at = {"version": ""}
+_registry_lock = threading.Lock()
+
+
+def registry_changed() -> None:
+    """The registry was edited: every process reads it afresh (its next lookup)."""
+    cache.set(REGISTRY_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    with _registry_lock:
+        _registry.clear()
+
+
+def _registry_version() -> str:
+    version = cache.get(REGISTRY_VERSION_KEY)
+    if version is None:
+        # First reader since the cache was emptied: every process's copy predates the token.
+        cache.add(REGISTRY_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        version = cache.get(REGISTRY_VERSION_KEY, "")
+    return version
+
+
+def _registry_entry(number: str) -> _RegistryEntry:
+    version = _registry_version()
+    with _registry_lock:
+        if version != _registry_read_at["version"]:
+            _registry.clear()
+            _registry_read_at["version"] = version
+        entry = _registry.get(number)
+    if entry is None:
+        entry = _registry_read(number)
+        with _registry_lock:
+            if _registry_read_at["version"] == version:
+                _registry[number] = entry
+    return entry
+
+
+def _registry_entry_of(shortcode: Shortcode) -> _RegistryEntry:
+    """The reading `shortcode` came from, while it is this process's current one; else the current one."""
+    with _registry_lock:
+        entry = _registry.get(shortcode.number)
+    if entry is not None and entry.shortcode is shortcode:
+        return entry
+    return _registry_entry(shortcode.number)
+
+
+def _registry_read(number: str) -> _RegistryEntry:
+    shortcode = Shortcode.objects.filter(number=number).first()
+    commands: dict[str, Command] = {}
+    by_id: dict[int, Command] = {}
+    if shortcode is not None:
+        active = Command.objects.filter(shortcode=shortcode, active=True).prefetch_related("aliases").order_by("pk")
+        for command in active:
+            command.shortcode = shortcode
+            by_id[command.id] = command
+            # The lowest pk wins a word two commands claim (validation keeps them apart).
+            for keyword in (command.code, *(alias.keyword for alias in command.aliases.all())):
+                commands.setdefault(keyword, command)
+    return _RegistryEntry(shortcode=shortcode, commands=commands, by_id=by_id)
 
 
 def shortcode_number_list() -> list[str]:

@@ -1,13 +1,44 @@
 """Subscribers and their support tickets, as the demo services record them."""
 
+import threading
+import time
+from collections import OrderedDict
+
+from django.db import transaction
 from django.utils import timezone
 
 from conversations.models import Contact, SupportTicket
 
+# Phones this process stored a Contact for lately: their next SMS writes nothing. A contact
+# deleted meanwhile comes back with the phone's first SMS after this long.
+CONTACT_TOUCH_MEMORY_SECONDS = 600.0
+CONTACT_TOUCH_MEMORY_SIZE = 10_000
+
+_touched: OrderedDict[str, float] = OrderedDict()
+_touched_lock = threading.Lock()
+
 
 def contact_touch(*, phone: str) -> None:
-    """Remember a subscriber from their first SMS (one INSERT ... ON CONFLICT DO NOTHING)."""
+    """
+    Remember a subscriber from their first SMS (one INSERT ... ON CONFLICT DO NOTHING),
+    once per CONTACT_TOUCH_MEMORY_SECONDS per process: a phone seen lately is known. Only
+    what commits is remembered, so a rolled-back touch is tried again.
+    """
+    now = time.monotonic()
+    with _touched_lock:
+        seen = _touched.get(phone)
+        if seen is not None and now - seen < CONTACT_TOUCH_MEMORY_SECONDS:
+            return
     Contact.objects.bulk_create([Contact(phone=phone)], ignore_conflicts=True)
+    transaction.on_commit(lambda: _touch_remember(phone, now))
+
+
+def _touch_remember(phone: str, at: float) -> None:
+    with _touched_lock:
+        _touched[phone] = at
+        _touched.move_to_end(phone)
+        while len(_touched) > CONTACT_TOUCH_MEMORY_SIZE:
+            _touched.popitem(last=False)
 
 
 def contact_register(*, phone: str, name: str) -> Contact:

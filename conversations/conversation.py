@@ -13,10 +13,10 @@ from django.db import transaction
 from commands.handlers import HANDLERS, UNAVAILABLE_REPLY, HandlerContext, HandlerResult
 from commands.models import Command, Shortcode
 from commands.parsing import parse_text
-from commands.services import command_lookup
+from commands.services import command_get, command_lookup
 from conversations.flows import FLOW_HANDLER_KEY, FlowTurn, flow_answer, flow_find, flow_start
 from conversations.models import Flow
-from conversations.sessions import Session, session_clear, session_get, session_save, timeout_notice_take
+from conversations.sessions import Session, session_clear, session_open, session_save
 from templates.services import TemplateRenderError, template_render
 
 logger = logging.getLogger(__name__)
@@ -39,17 +39,16 @@ def conversation_step(*, shortcode: Shortcode, phone: str, text: str, message_id
     with the reply, for the handler's timing by command: a configured code, never the
     caller's text. `message_id` is the inbound SMS, which a flow's completion records.
     """
-    session = session_get(shortcode=shortcode.number, phone=phone)
+    session, timed_out = session_open(shortcode=shortcode.number, phone=phone)
     if session is not None and session.flow_id is not None:
         return flow_resume(shortcode=shortcode, phone=phone, text=text, session=session, message_id=message_id)
-    if session is None:
-        timed_out = timeout_notice_take(shortcode=shortcode.number, phone=phone)
-        flow = Flow.objects.filter(id=timed_out).first() if timed_out is not None else None
+    if timed_out is not None:
+        flow = Flow.objects.filter(id=timed_out).first()
         if flow is not None and flow.timeout_reply.strip():
             return StepReply(flow.timeout_reply)
     command = None
     if session is not None:
-        command = Command.objects.filter(id=session.command_id, shortcode=shortcode, active=True).first()
+        command = command_get(shortcode=shortcode, command_id=session.command_id)
         if command is None:
             session_clear(shortcode=shortcode.number, phone=phone)
     if command is not None:

@@ -35,30 +35,34 @@ SIMULATED_REPLY_PROVIDER = "console"
 
 def inbound_handle(*, message_id: int) -> Message | None:
     """
-    Handle a stored inbound SMS once and queue its reply; returns the reply, if any.
+    Handle a stored inbound SMS once and send its reply; returns the reply, if any.
 
     Messages from one phone to one shortcode are handled one at a time and in the
     order they were stored: under a short per-phone lock, every earlier unhandled
     message of that phone is handled first. The row lock and the `received` guard
-    make a task that runs twice produce one reply.
+    make a task that runs twice produce one reply. Each reply's first attempt is made
+    here, still under the lock (reply_send), so a phone's replies leave in order.
     """
-    inbound = Message.objects.filter(id=message_id, direction=Direction.INBOUND).first()
-    if inbound is None or inbound.status != Status.RECEIVED:
+    # Only what the lock needs: the row itself is read under the lock.
+    found = Message.objects.filter(id=message_id, direction=Direction.INBOUND, status=Status.RECEIVED)
+    shortcode_phone = found.values_list("shortcode", "phone").first()
+    if shortcode_phone is None:
         return None
-    lock_key = f"phone:{inbound.shortcode}:{inbound.phone}"
+    shortcode, phone = shortcode_phone
+    lock_key = f"phone:{shortcode}:{phone}"
     if not lock_acquire(lock_key, timeout=settings.PHONE_LOCK_SECONDS):
-        raise PhoneBusy(inbound.phone)
+        raise PhoneBusy(phone)
     try:
-        earlier = Message.objects.filter(
-            direction=Direction.INBOUND,
-            status=Status.RECEIVED,
-            shortcode=inbound.shortcode,
-            phone=inbound.phone,
-            id__lt=inbound.id,
+        # This message, if still `received`, and the phone's earlier ones, oldest first.
+        pending = Message.objects.filter(
+            direction=Direction.INBOUND, status=Status.RECEIVED, shortcode=shortcode, phone=phone, id__lte=message_id
         ).order_by("id")
-        for earlier_id in earlier.values_list("id", flat=True):
-            _inbound_handle_one(earlier_id)
-        return _inbound_handle_one(inbound.id)
+        # The provider's raw payload is kept for people, never read to answer.
+        for message in pending.defer("raw_payload"):
+            reply = _inbound_handle_one(message)
+            if message.id == message_id:
+                return reply
+        return None
     finally:
         lock_release(lock_key)
 
@@ -67,23 +71,22 @@ class PhoneBusy(Exception):
     """Another worker is handling this phone's messages; try again in a moment."""
 
 
-def _inbound_handle_one(message_id: int) -> Message | None:
+def _inbound_handle_one(inbound: Message) -> Message | None:
     """
-    Handle one stored inbound SMS: compute its reply with no transaction open, then store it.
+    Handle one stored inbound SMS, read `received` under the phone's lock: compute its
+    reply with no transaction open, then store it.
 
     A handler may call another system (the `http` handler), so the reply text is computed
     before any transaction starts: no transaction or row lock is held while it waits.
     Handlers that write only our database run in their own transaction (handler_run).
-    Then one short transaction locks the row, checks it is still `received`, queues the
-    reply and marks the row handled. One reply per inbound: the per-phone lock of
-    `inbound_handle` keeps a phone's messages serial, and the status check under the row
-    lock drops the reply of a second run. Trade-off: a run that dies between computing
-    and storing leaves the row `received`, and the next run (task retry or sweep) runs
-    the handler again, so an endpoint may be called twice for one SMS.
+    Then one short transaction marks the row handled if it is still `received` (one
+    conditional UPDATE: the row's lock and the check at once), stores the reply and queues
+    its delivery. One reply per inbound: the per-phone lock of `inbound_handle` keeps a
+    phone's messages serial, and the conditional update drops the reply of a second run.
+    Trade-off: a run that dies between computing and storing leaves the row `received`,
+    and the next run (task retry or sweep) runs the handler again, so an endpoint may be
+    called twice for one SMS.
     """
-    inbound = Message.objects.filter(id=message_id, direction=Direction.INBOUND).first()
-    if inbound is None or inbound.status != Status.RECEIVED:
-        return None
     # Every line logged while the message is handled, its reply's included, carries its id.
     with correlation_bind(message_correlation_id(inbound)):
         return _inbound_answer(inbound)
@@ -96,6 +99,7 @@ def _inbound_answer(inbound: Message) -> Message | None:
     status, text, is_opt_out, command = Status.HANDLED, "", False, ""
     flag = {}
     outcome = "no_reply"
+    answered = False  # a subscriber's SMS the shortcode answers: its contact is remembered
     queued = []  # work `queue` commands hand to a task, published as the row is marked handled
     if shortcode is None or not shortcode.active:
         logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
@@ -113,23 +117,24 @@ def _inbound_answer(inbound: Message) -> Message | None:
         status = Status.RATE_LIMITED
         outcome = "rate_limited"
     else:
-        contact_touch(phone=inbound.phone)
+        answered = True
         # A `queue` command records its task here; it is published with the row's update below.
         with queued_work_collect(message_id=inbound.id) as queued:
             text, is_opt_out, command = _reply_text(shortcode, inbound)
     try:
         with transaction.atomic():
-            locked = Message.objects.select_for_update().filter(id=inbound.id, status=Status.RECEIVED).first()
-            if locked is None:
+            now = timezone.now()
+            marked = Message.objects.filter(id=inbound.id, status=Status.RECEIVED).update(
+                status=status, handled_at=now, updated_at=now, command=command, **flag
+            )
+            if not marked:
                 return None
+            if answered:
+                contact_touch(phone=inbound.phone)
             reply = None
             if text:
                 reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
             queued_work_publish(queued)
-            now = timezone.now()
-            Message.objects.filter(id=inbound.id).update(
-                status=status, handled_at=now, updated_at=now, command=command, **flag
-            )
     except QueuedWorkNotPublished as exc:
         logger.warning("inbound %s left for the inbound sweep: %s", inbound.id, exc)
         return None
@@ -192,6 +197,9 @@ def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_supp
         options=options,
         in_reply_to=inbound,
         segment_limit=shortcode.segment_limit,
+        # A reply's first attempt is made by the process that handled its SMS, still under
+        # the phone's lock (inbound_handle), so a phone's replies leave in order.
+        deliver_here=True,
     )
 
 

@@ -1,21 +1,24 @@
 """
-Receiving an inbound SMS: store it once, whatever the provider retries, and queue its
-handling after the row commits.
+Receiving an inbound SMS: store it once, whatever the provider retries, in one statement
+with its webhook's log row; the inbound dispatcher queues its handling.
 """
 
 import hashlib
 import logging
 import time
+from contextlib import nullcontext
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
+from delivery.channel_log import channel_log_row_save
 from delivery.correlation import message_event
-from delivery.models import Message
+from delivery.inbound_store import inbound_insert
+from delivery.models import ChannelLog, Message
 from delivery.phones import to_e164
 from delivery.providers.base import InboundSMS, WebhookBadRequest
-from delivery.queueing import enqueue_on_commit
+from delivery.queueing import enqueue_on_commit, tasks_run_in_process
 from delivery.segments import segment_info
 from delivery.statuses import Direction, Status
 from delivery.text import clean_payload, clean_text
@@ -24,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # The task message_receive queues, by name: conversations.tasks imports this module, not the reverse.
 HANDLE_INBOUND_TASK = "conversations.tasks.handle_inbound"
+# The task the inbound dispatcher queues: many stored messages, handled in turn.
+HANDLE_INBOUND_BATCH_TASK = "conversations.tasks.handle_inbound_batch"
 # `simulate_sms` stores its messages as this provider: a local command, not a webhook.
 SIMULATOR_PROVIDER = "simulator"
 # The admin's simulator stores its messages as this one: their replies go through the
@@ -32,16 +37,19 @@ CONSOLE_SIMULATOR_PROVIDER = "simulator-console"
 SIMULATOR_PROVIDERS = (SIMULATOR_PROVIDER, CONSOLE_SIMULATOR_PROVIDER)
 
 
-def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
+def message_receive(*, provider: str, sms: InboundSMS, log_row: ChannelLog | None = None) -> tuple[Message, bool]:
     """
-    Store an inbound SMS and queue its handling; `(message, created)`.
+    Store an inbound SMS (with `log_row`, its webhook's channel log row) and see that it is
+    handled; `(message, created)`.
 
-    Idempotent on (provider, provider message id): a retried or duplicated webhook
-    returns the stored row and queues nothing. Without a provider id, a signed request
-    replayed while its signature is accepted counts as that duplicate, and so does an
-    unsigned one with the same text from the same phone to the same shortcode within
-    INBOUND_DEDUPE_SECONDS (the simulator excepted). Raises InvalidPhoneNumber or
-    WebhookBadRequest for input that cannot be stored as it is.
+    Stored `received` with no `queued_at`: the inbound dispatcher (conversations/dispatch.py)
+    queues its handling. When tasks run in process (no broker) it is handled here, once the
+    row commits. Idempotent on (provider, provider message id): a retried or duplicated
+    webhook returns the stored row, stores only its own log row and queues nothing. Without
+    a provider id, a signed request replayed while its signature is accepted counts as that
+    duplicate, and so does an unsigned one with the same text from the same phone to the
+    same shortcode within INBOUND_DEDUPE_SECONDS (the simulator excepted). Raises
+    InvalidPhoneNumber or WebhookBadRequest for input that cannot be stored as it is.
     """
     phone = to_e164(sms.sender, region=settings.SMS_DEFAULT_REGION)
     shortcode = "".join(sms.recipient.split())
@@ -52,44 +60,48 @@ def message_receive(*, provider: str, sms: InboundSMS) -> tuple[Message, bool]:
         raise WebhookBadRequest("message id longer than 100 characters", field="id")
     body = clean_text(sms.body)
     info = segment_info(body)
+    message = Message(
+        direction=Direction.INBOUND,
+        status=Status.RECEIVED,
+        shortcode=shortcode,
+        phone=phone,
+        body=body,
+        encoding=info.encoding,
+        segments=info.segments,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        raw_payload=clean_payload(sms.raw),
+    )
+    # The simulator is typed at the server, not replayable over the network: a repeated
+    # text there is an answer (walking a flow), never a replay.
+    content_checked = provider_message_id is None and provider not in SIMULATOR_PROVIDERS
     try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                direction=Direction.INBOUND,
-                status=Status.RECEIVED,
-                shortcode=shortcode,
-                phone=phone,
-                body=body,
-                encoding=info.encoding,
-                segments=info.segments,
-                provider=provider,
-                provider_message_id=provider_message_id,
-                raw_payload=clean_payload(sms.raw),
-            )
-            # The simulator is typed at the server, not replayable over the network: a
-            # repeated text there is an answer (walking a flow), never a replay.
-            if provider_message_id is None and provider not in SIMULATOR_PROVIDERS:
+        with transaction.atomic() if content_checked else nullcontext():
+            if not inbound_insert(message, log_row):
+                raise _RepeatedInbound(_stored_duplicate(message))
+            if content_checked:
                 first = _inbound_repeat_claim(message, sms)
                 if first is not None:
                     raise _RepeatedInbound(first)  # rolls this row back
-            enqueue_on_commit(HANDLE_INBOUND_TASK, message.id)
     except _RepeatedInbound as repeated:
-        logger.info("repeated id-less inbound %s/%s ignored", provider, repeated.first.id)
+        logger.info("repeated inbound %s/%s ignored", provider, repeated.first.id)
+        if log_row is not None:
+            log_row.message_id = repeated.first.id
+            channel_log_row_save(log_row)
         message_event("inbound.stored", repeated.first, duplicate=True)
         return repeated.first, False
-    except IntegrityError:
-        existing = Message.objects.filter(
-            provider=provider,
-            direction=Direction.INBOUND,
-            provider_message_id=provider_message_id,
-        ).first()
-        if existing is None:
-            raise
-        logger.info("duplicate inbound %s/%s ignored", provider, provider_message_id)
-        message_event("inbound.stored", existing, duplicate=True)
-        return existing, False
+    if tasks_run_in_process():
+        enqueue_on_commit(HANDLE_INBOUND_TASK, message.id)
     message_event("inbound.stored", message, duplicate=False)
     return message, True
+
+
+def _stored_duplicate(message: Message) -> Message:
+    return Message.objects.get(
+        provider=message.provider,
+        direction=Direction.INBOUND,
+        provider_message_id=message.provider_message_id,
+    )
 
 
 class _RepeatedInbound(Exception):

@@ -44,7 +44,29 @@ def session_key(shortcode: str, phone: str) -> str:
 
 
 def session_get(*, shortcode: str, phone: str) -> Session | None:
-    raw = cache.get(session_key(shortcode, phone))
+    return _session_parse(shortcode, phone, cache.get(session_key(shortcode, phone)))
+
+
+def session_open(*, shortcode: str, phone: str) -> tuple[Session | None, int | None]:
+    """
+    What the phone's next SMS resumes: (its session, None), or (None, the id of the flow
+    whose session timed out since its last SMS, taken once as timeout_notice_take takes it,
+    or None). Both keys are read in one cache round trip.
+    """
+    notice_key = timeout_notice_key(shortcode, phone)
+    stored = cache.get_many([session_key(shortcode, phone), notice_key])
+    session = _session_parse(shortcode, phone, stored.get(session_key(shortcode, phone)))
+    if session is not None:
+        return session, None
+    raw_notice = stored.get(notice_key)
+    if not raw_notice:
+        return None, None
+    cache.delete(notice_key)
+    return None, _notice_flow_id(raw_notice)
+
+
+def _session_parse(shortcode: str, phone: str, raw: str | None) -> Session | None:
+    """The session stored as `raw`, or None: none, unreadable or past its time-out (then deleted)."""
     if not raw:
         return None
     try:
@@ -89,6 +111,11 @@ def timeout_notice_take(*, shortcode: str, phone: str) -> int | None:
     if not raw:
         return None
     cache.delete(key)
+    return _notice_flow_id(raw)
+
+
+def _notice_flow_id(raw: str) -> int | None:
+    """The flow of a time-out notice taken from the cache, if its session is past its time-out."""
     try:
         notice = json.loads(raw)
         flow_id, expires_at = int(notice["flow_id"]), float(notice["expires_at"])

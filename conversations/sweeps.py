@@ -6,7 +6,7 @@ from django.conf import settings
 
 from conversations.receiving import HANDLE_INBOUND_TASK
 from delivery.models import Message
-from delivery.queueing import publish
+from delivery.queueing import INBOUND_QUEUE, publish
 from delivery.statuses import Direction, Status
 from delivery.sweeps import Batch, periodic_run
 
@@ -21,7 +21,7 @@ def inbound_sweep(*, now: datetime | None = None, limit: int = 1000) -> dict:
         "inbound",
         batch=limit,
         select=_inbound_due,
-        act=lambda message_id: publish(HANDLE_INBOUND_TASK, message_id),
+        act=lambda message_id: publish(HANDLE_INBOUND_TASK, message_id, queue=INBOUND_QUEUE),
         now=now,
     )
 

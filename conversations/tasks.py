@@ -8,7 +8,8 @@ from django.db import OperationalError
 
 from conversations import sweeps
 from conversations.handling import PhoneBusy, inbound_handle
-from conversations.receiving import HANDLE_INBOUND_TASK
+from conversations.receiving import HANDLE_INBOUND_BATCH_TASK, HANDLE_INBOUND_TASK
+from delivery.queueing import RETRIES_QUEUE, publish
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,28 @@ def handle_inbound(self, message_id: int) -> bool:
         return inbound_handle(message_id=message_id) is not None
     except PhoneBusy:
         # The same phone's earlier message is being handled: this one follows it.
-        raise self.retry(countdown=0.5) from None
+        raise self.retry(countdown=0.5, queue=RETRIES_QUEUE) from None
+
+
+@shared_task(name=HANDLE_INBOUND_BATCH_TASK, bind=True, acks_late=True, max_retries=None)
+def handle_inbound_batch(self, message_ids: list[int]) -> int:
+    """
+    Handle stored inbound SMS in turn (the inbound dispatcher's batches); the number of
+    replies queued. A busy phone's message goes on as its own handle_inbound task, after a
+    pause; a database that fails sends the rest of the batch back with a pause; any other
+    error is logged and that message left `received` for the inbound sweep.
+    """
+    replies = 0
+    for position, message_id in enumerate(message_ids):
+        try:
+            replies += inbound_handle(message_id=message_id) is not None
+        except PhoneBusy:
+            publish(HANDLE_INBOUND_TASK, message_id, queue=RETRIES_QUEUE, countdown=0.5)
+        except OperationalError:
+            raise self.retry(args=(message_ids[position:],), countdown=1.0, queue=RETRIES_QUEUE) from None
+        except Exception:
+            logger.exception("inbound %s not handled: left for the inbound sweep", message_id)
+    return replies
 
 
 def _handle_in_process(message_id: int) -> bool:

@@ -9,6 +9,7 @@ class InboundWebhook(WebhookView):
 
     log_kind = ChannelLog.Kind.INBOUND
 
-    def receive(self, provider: Provider, webhook: WebhookRequest, verified: Verified) -> int:
-        message, _ = message_receive(provider=provider.slug, sms=provider.parse_inbound(webhook, verified))
+    def receive(self, provider: Provider, webhook: WebhookRequest, verified: Verified, log_row: ChannelLog) -> int:
+        sms = provider.parse_inbound(webhook, verified)
+        message, _ = message_receive(provider=provider.slug, sms=sms, log_row=log_row)
         return message.id

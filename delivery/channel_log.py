@@ -58,6 +58,51 @@ def channel_log_exchanges(*, provider: str, message_id: int | None, exchanges: t
     )
 
 
+def channel_log_webhook_row(
+    *,
+    kind: str,
+    provider: str,
+    request: HttpRequest,
+    response: HttpResponse,
+    elapsed_ms: int,
+    error: str = "",
+) -> ChannelLog:
+    """
+    The channel log row of one authenticated webhook as received and answered, masked and
+    not yet saved: the view stores it with the rows the webhook carries, in one commit.
+    """
+    secrets = secret_values()
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+    try:
+        body = request.body.decode("utf-8", "replace")
+    except Exception:  # the body may be unreadable (too large): log without it
+        body = ""
+    return ChannelLog(
+        kind=kind,
+        provider=provider,
+        url=_storable(redact_query(redact(request.get_full_path(), secrets))),
+        request=_storable(_format(headers, body[:20_000], secrets)),
+        response=_storable(redact(response.content.decode("utf-8", "replace")[:5_000], secrets)),
+        status_code=response.status_code,
+        elapsed_ms=elapsed_ms,
+        error=_storable(redact(error, secrets)),
+    )
+
+
+def _storable(text: str) -> str:
+    # Postgres text refuses NUL, and a log row must never fail the webhook it records.
+    return text.replace("\x00", "")
+
+
+def channel_log_row_save(row: ChannelLog) -> None:
+    """Save a channel log row in a savepoint: losing a diagnostic row never fails the webhook's transaction."""
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except Exception:
+        logger.exception("could not write the channel log for a %s webhook", row.provider)
+
+
 def channel_log_webhook(
     *,
     kind: str,
@@ -69,28 +114,11 @@ def channel_log_webhook(
     error: str = "",
 ) -> None:
     """Store one webhook as received and what we answered. Never fails the webhook."""
-    secrets = secret_values()
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-    try:
-        body = request.body.decode("utf-8", "replace")
-    except Exception:  # the body may be unreadable (too large): log without it
-        body = ""
-    try:
-        # A savepoint: a failed log row must not break the webhook's own transaction.
-        with transaction.atomic():
-            ChannelLog.objects.create(
-                kind=kind,
-                provider=provider,
-                message_id=message_id,
-                url=redact_query(redact(request.get_full_path(), secrets)),
-                request=_format(headers, body[:20_000], secrets).replace("\x00", ""),
-                response=redact(response.content.decode("utf-8", "replace")[:5_000], secrets),
-                status_code=response.status_code,
-                elapsed_ms=elapsed_ms,
-                error=redact(error, secrets),
-            )
-    except Exception:  # the log is a diagnostic: losing one row must not lose the webhook's answer
-        logger.exception("could not write the channel log for a %s webhook", provider)
+    row = channel_log_webhook_row(
+        kind=kind, provider=provider, request=request, response=response, elapsed_ms=elapsed_ms, error=error
+    )
+    row.message_id = message_id
+    channel_log_row_save(row)
 
 
 def channel_log_refusal(

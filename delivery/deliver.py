@@ -8,16 +8,17 @@ import random
 import time
 import uuid
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from delivery.channel_log import channel_log_exchanges
 from delivery.correlation import correlation_bind, message_correlation_id, message_event
-from delivery.models import Message
+from delivery.models import DeliveryReport, Message, Suppression
 from delivery.providers import UnknownProvider, all_providers, get_provider
 from delivery.providers.base import HttpExchange, OutboundSMS, PermanentSendError, Provider, SendError, SendResult
 from delivery.reports import delivery_reports_apply_pending, message_fail
@@ -30,6 +31,10 @@ from templates.services import promotional_window_next_start, template_resolve
 logger = logging.getLogger(__name__)
 
 
+# RetryLater's reason when the shortcode's throughput is spent (the gateway is fine).
+THROTTLED = "throttled"
+
+
 class RetryLater(Exception):
     """Not now: a transient provider failure or the shortcode's throughput is spent."""
 
@@ -38,7 +43,7 @@ class RetryLater(Exception):
         self.countdown = countdown
 
 
-def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
+def message_deliver(*, message_id: int, final_attempt: bool = False, message: Message | None = None) -> str:
     """
     Hand a queued message to its provider, once.
 
@@ -56,21 +61,35 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     A message of a provider that `sends_through_bind` (SMPP) is left `queued` for its
     bind, which claims it itself (message_bind_claim).
 
+    `message`, the row as this process stored it a moment ago (message_send's first attempt
+    in process), spares reading it again: the claim then also requires its attempt count
+    to be unchanged, so what is sent is what was read, and takes the suppression check in
+    the same statement (a number on the list is then claimed as usual and refused).
+
     Returns what became of it: "skipped" (not queued, not due, or a bind's), Status.REFUSED,
     "held" (a promotional text outside its window), Status.SENT or Status.FAILED.
     """
-    if not _message_claim(message_id, exclude_providers=_bind_provider_slugs()):
-        return "skipped"
-    message = Message.objects.get(id=message_id)
+    bind_providers = _bind_provider_slugs()
+    if message is None:
+        if not _message_claim(message_id, exclude_providers=bind_providers):
+            return "skipped"
+        message, suppression_checked = Message.objects.get(id=message_id), False
+    else:
+        claim = partial(_message_claim, message_id, exclude_providers=bind_providers, attempts=message.attempts)
+        checks_suppression = not SendOptions.from_json(message.provider_options).ignore_suppression
+        suppression_checked = checks_suppression and claim(unless_suppressed=message)
+        if not suppression_checked and not claim():
+            return "skipped"
+        message.status, message.attempts = Status.SENDING, message.attempts + 1
     # Every line logged while the message is sent carries the id of the SMS it answers.
     with correlation_bind(message_correlation_id(message)):
-        return _message_hand_over(message, final_attempt=final_attempt)
+        return _message_hand_over(message, final_attempt=final_attempt, suppression_checked=suppression_checked)
 
 
-def _message_hand_over(message: Message, *, final_attempt: bool) -> str:
+def _message_hand_over(message: Message, *, final_attempt: bool, suppression_checked: bool = False) -> str:
     """The rest of message_deliver, for a claimed message; a call to the provider ends with a message.sent event."""
     options = SendOptions.from_json(message.provider_options)
-    if (outcome := _send_rules_recheck(message, options)) is not None:
+    if (outcome := _send_rules_recheck(message, options, suppression_checked=suppression_checked)) is not None:
         return outcome
     _throughput_take(message, options)
     provider = get_provider(message.provider)
@@ -139,10 +158,18 @@ def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
 
 
-def _message_claim(message_id: int, *, exclude_providers: tuple[str, ...] = ()) -> bool:
+def _message_claim(
+    message_id: int,
+    *,
+    exclude_providers: tuple[str, ...] = (),
+    attempts: int | None = None,
+    unless_suppressed: Message | None = None,
+) -> bool:
     """
     `queued -> sending` for a message that is due, counting the attempt; False when another
-    run has it, or when its provider is one of `exclude_providers`.
+    run has it, when its provider is one of `exclude_providers`, when `attempts` is given
+    and is no longer its attempt count, or when `unless_suppressed` (the message itself)
+    is given and its number is on the suppression list for its shortcode.
     """
     now = timezone.now()
     due = Message.objects.filter(
@@ -151,12 +178,20 @@ def _message_claim(message_id: int, *, exclude_providers: tuple[str, ...] = ()) 
         direction=Direction.OUTBOUND,
         status=Status.QUEUED,
     )
+    if attempts is not None:
+        due = due.filter(attempts=attempts)
+    if unless_suppressed is not None:
+        # suppression_get's rule: the shortcode's own opt-out or an all-shortcodes one.
+        opted_out = Suppression.objects.filter(
+            phone=unless_suppressed.phone, shortcode__in=[unless_suppressed.shortcode, ""]
+        )
+        due = due.exclude(Exists(opted_out))
     if exclude_providers:
         due = due.exclude(provider__in=exclude_providers)
     return bool(due.update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now))
 
 
-def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
+def _send_rules_recheck(message: Message, options: SendOptions, *, suppression_checked: bool = False) -> str | None:
     """
     Take message_send's decisions again for a claimed (`sending`) message, as things are now.
 
@@ -166,9 +201,10 @@ def _send_rules_recheck(message: Message, options: SendOptions) -> str | None:
     (`dlt_no_template`, with the matcher's why), and the IDs sent are those of today's
     match; a match that is now promotional outside its window goes back to `queued` with
     `send_after`. Returns Status.REFUSED, "held", or None to go on with the send. Costs one
-    indexed query (the suppression list); the template index is cached.
+    indexed query (the suppression list), none when the claim checked it
+    (`suppression_checked`); the template index is cached.
     """
-    if not options.ignore_suppression:
+    if not options.ignore_suppression and not suppression_checked:
         suppression = suppression_get(phone=message.phone, shortcode=message.shortcode)
         if suppression is not None:
             logger.info("send to %s refused at send time: opted out", message.phone)
@@ -226,7 +262,7 @@ def _throughput_take(message: Message, options: SendOptions) -> None:
         Message.objects.filter(id=message.id, status=Status.SENDING).update(
             status=Status.QUEUED, attempts=F("attempts") - 1, updated_at=timezone.now()
         )
-        raise RetryLater(wait, "throttled")
+        raise RetryLater(wait, THROTTLED)
 
 
 def _outbound_sms(message: Message, options: SendOptions) -> OutboundSMS:
@@ -327,6 +363,11 @@ def _send_success_record(message: Message, result: SendResult) -> None:
             updated_at=now,
         )
         channel_log_exchanges(provider=message.provider, message_id=message.id, exchanges=result.exchanges)
-        delivery_reports_apply_pending(
-            message_id=message.id, provider=message.provider, provider_message_id=provider_message_id
+        # Most sends find no report waiting for their id: one indexed look before the full rule.
+        waiting = DeliveryReport.objects.filter(
+            message__isnull=True, provider=message.provider, provider_message_id=provider_message_id
         )
+        if waiting.exists():
+            delivery_reports_apply_pending(
+                message_id=message.id, provider=message.provider, provider_message_id=provider_message_id
+            )

@@ -205,7 +205,7 @@ class ScrapeCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from self._pending()
         yield from self._gauge(
-            "smsgate_broker_queue_depth", "Tasks waiting in the broker's default queue.", broker_backlog
+            "smsgate_broker_queue_depth", "Tasks waiting in the broker's task queues, all of them.", broker_backlog
         )
         if _active_sessions:
             yield from self._gauge("smsgate_active_sessions", "Conversations waiting for a reply.", _active_sessions[0])

@@ -76,6 +76,12 @@ class Message(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     handled_at = models.DateTimeField(_("handled"), null=True, blank=True)
+    queued_at = models.DateTimeField(
+        _("handling queued"),
+        null=True,
+        blank=True,
+        help_text=_("Inbound: when the inbound dispatcher queued its handling on the broker."),
+    )
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
 

@@ -4,6 +4,7 @@ and sending failed ones again. The deliver task does the sending (delivery/deliv
 """
 
 import logging
+import time
 from typing import Any
 
 from django.db import transaction
@@ -11,8 +12,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from delivery.correlation import message_event
+from delivery.deliver import THROTTLED, RetryLater, message_deliver
 from delivery.models import Message
-from delivery.queueing import BULK_QUEUE, enqueue_on_commit
+from delivery.queueing import BULK_QUEUE, REPLIES_QUEUE, RETRIES_QUEUE, enqueue_on_commit, publish
+from delivery.reports import message_fail
 from delivery.segments import segment_info, truncate_to_segments
 from delivery.send_options import SendOptions, send_options_for
 from delivery.statuses import Direction, Status
@@ -41,9 +44,13 @@ def message_send(
     segment_limit: int | None = None,
     reference: str = "",
     callback_url: str = "",
+    deliver_here: bool = False,
 ) -> Message:
     """
-    Store an outbound message and queue its delivery once the transaction commits.
+    Store an outbound message and queue its delivery once the transaction commits; with
+    `deliver_here`, its first attempt is made in this process then (message_deliver_here),
+    unless a first attempt for the same shortcode failed on the gateway in the last
+    DELIVER_HERE_PAUSE_SECONDS.
 
     A text longer than `segment_limit` segments is cut at a segment boundary with a
     marker (and logged). A number on the suppression list gets nothing: the message is
@@ -83,15 +90,61 @@ def message_send(
         message_event("message.refused", message, reason=message.error_code)
         return message
     message.save()
-    if message.send_after is None:
+    if message.send_after is None and deliver_here and not _deliver_here_paused(shortcode):
+        transaction.on_commit(lambda: message_deliver_here(message))
+    elif message.send_after is None:
         enqueue_on_commit(DELIVER_TASK, message.id, queue=deliver_queue(options))
     message_event("message.queued", message, segments=message.segments)
     return message
 
 
-def deliver_queue(options: SendOptions) -> str | None:
-    """The Celery queue a message's deliver task goes on: batch traffic has its own."""
-    return BULK_QUEUE if options.bulk else None
+def message_deliver_here(message: Message) -> str:
+    """
+    The first attempt at a message message_send stored with `deliver_here`, made in this
+    process once its transaction committed instead of by a deliver task: one broker hop
+    less between an SMS and its answer. The same claim and send-time rules as the task's
+    (message_deliver). What must wait, throttled or after a transient failure, goes to the
+    deliver task with the countdown the task's own retry would take; a task that cannot be
+    queued, or a process that dies before or during the attempt, leaves the message
+    `queued` (or `sending`) for the outbox sweep. Never raises: the caller's work is
+    committed. Returns what message_deliver returned, or "retry".
+    """
+    try:
+        return message_deliver(message_id=message.id, message=message)
+    except RetryLater as exc:
+        if str(exc) != THROTTLED:
+            _deliver_here_pause(message.shortcode)
+        publish(DELIVER_TASK, message.id, queue=RETRIES_QUEUE, countdown=exc.countdown)
+        return "retry"
+    except Exception as exc:
+        _deliver_here_pause(message.shortcode)
+        # As the deliver task's on_failure: the message must not stay `sending`.
+        logger.exception("first attempt at message %s failed", message.id)
+        try:
+            message_fail(message_id=message.id, code="internal_error", reason=repr(exc)[:500])
+        except Exception:
+            logger.exception("message %s left for the outbox sweep", message.id)
+        return Status.FAILED
+
+
+# After a first attempt in process fails for want of the gateway (down, slow, erring), this
+# process leaves its shortcode's sends to the deliver task for this long: the handling of
+# the next SMS does not wait on a gateway that is known to be in trouble.
+DELIVER_HERE_PAUSE_SECONDS = 30.0
+_deliver_here_paused_until: dict[str, float] = {}
+
+
+def _deliver_here_pause(shortcode: str) -> None:
+    _deliver_here_paused_until[shortcode] = time.monotonic() + DELIVER_HERE_PAUSE_SECONDS
+
+
+def _deliver_here_paused(shortcode: str) -> bool:
+    return time.monotonic() < _deliver_here_paused_until.get(shortcode, 0.0)
+
+
+def deliver_queue(options: SendOptions) -> str:
+    """The Celery queue a message's deliver task goes on: batch traffic has its own, the rest is a reply's."""
+    return BULK_QUEUE if options.bulk else REPLIES_QUEUE
 
 
 def shortcode_message_send(

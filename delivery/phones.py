@@ -1,5 +1,7 @@
 """Phone numbers: everything stored is E.164."""
 
+from functools import lru_cache
+
 import phonenumbers
 
 
@@ -7,6 +9,9 @@ class InvalidPhoneNumber(ValueError):
     pass
 
 
+# A number's parse is the same every time (the region is a setting): recent ones are kept,
+# as a subscriber's next SMS comes soon; what is not a number is parsed again each time.
+@lru_cache(maxsize=4096)
 def to_e164(raw: str, *, region: str) -> str:
     """
     Normalise a number as an aggregator sends it ("+919876543210", "919876543210",

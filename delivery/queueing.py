@@ -6,6 +6,7 @@ delivery.tasks imports the service, so the two never import each other. The Cele
 the current one (the project's, once it is loaded), so no app imports the project package.
 """
 
+import contextlib
 import logging
 
 from celery import current_app
@@ -15,9 +16,23 @@ from kombu.exceptions import KombuError
 
 logger = logging.getLogger(__name__)
 
-# The Celery queue of batch traffic (a batch's dispatcher and its messages' deliveries), so
-# that a reply's delivery, on the default queue, never waits behind a batch.
+# The Celery queues, each consumed by workers of its own in production (docker-compose.yml)
+# so that one kind of work never waits behind another; smsgate/celery.py declares and routes
+# them. A worker started without -Q consumes them all, the default queue included.
+# Inbound SMS being handled (conversations.tasks.handle_inbound*): the first step of a reply.
+INBOUND_QUEUE = "inbound"
+# Replies' deliveries (delivery.tasks.deliver unless the message is batch traffic).
+REPLIES_QUEUE = "replies"
+# Batch traffic: a batch's dispatcher and its messages' deliveries, never ahead of a reply.
 BULK_QUEUE = "bulk"
+# Every retry after a countdown (a busy phone, a gateway's 5xx, a throttled send, a failed
+# callback): a task waiting for its time is held by a retries worker, not by one that
+# should be taking fresh work.
+RETRIES_QUEUE = "retries"
+# Celery's default queue (task_default_queue) carries the rest: periodic jobs, sweeps,
+# status callbacks, queued handlers.
+DEFAULT_QUEUE = "celery"
+TASK_QUEUES = (DEFAULT_QUEUE, INBOUND_QUEUE, REPLIES_QUEUE, BULK_QUEUE, RETRIES_QUEUE)
 
 
 def publish(task_name: str, *args, queue: str | None = None, countdown: float | None = None) -> bool:
@@ -54,17 +69,31 @@ def tasks_run_in_process() -> bool:
 
 
 def broker_backlog() -> int:
-    """Messages waiting in the default task queue (0 when tasks run in-process or it cannot be read)."""
+    """Messages waiting in all the task queues (0 when tasks run in-process or they cannot be read)."""
     app = current_app
     if app.conf.task_always_eager:
         return 0
     try:
         with app.connection_for_write() as connection:
-            declared = connection.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
-            return int(declared.message_count)
+            return sum(_queue_length(connection, name) for name in TASK_QUEUES)
     except Exception:  # an unreachable broker is the health check's business; the sweep just tries
         logger.warning("could not read the broker's queue length", exc_info=True)
         return 0
+
+
+def _queue_length(connection, name: str) -> int:
+    """
+    Messages waiting in queue `name`; 0 when it does not exist (Redis drops an empty list). A
+    channel of its own: RabbitMQ closes the channel a passive declare of a missing queue fails on.
+    """
+    channel = connection.channel()
+    try:
+        return int(channel.queue_declare(queue=name, passive=True).message_count)
+    except connection.channel_errors:
+        return 0
+    finally:
+        with contextlib.suppress(*connection.connection_errors, *connection.channel_errors):
+            channel.close()
 
 
 def sweep_should_wait() -> int | None:

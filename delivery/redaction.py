@@ -13,6 +13,7 @@ This module imports no other module of the project, so anything may use it.
 import os
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -58,13 +59,19 @@ def secret_values() -> list[str]:
     """
     values = {str(getattr(settings, name, "") or "") for name in _secret_settings}
     values.update(os.environ.get(name, "") for name in _secret_env)
-    return secret_forms(values)
+    return list(_forms_of(frozenset(values)))
 
 
 def secret_forms(values: Iterable[str]) -> list[str]:
     """`values` as written and URL-encoded, longest first, the too-short ones left out: what `redact` takes."""
+    return list(_forms_of(frozenset(values)))
+
+
+@lru_cache(maxsize=64)
+def _forms_of(values: frozenset[str]) -> tuple[str, ...]:
+    # Every log line and stored webhook asks; the values change only when a secret does.
     forms = {form for value in values if value for form in (value, quote(value, safe=""), quote_plus(value))}
-    return sorted((v for v in forms if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+    return tuple(sorted((v for v in forms if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
 
 
 def redact(text: str, secrets: list[str] | None = None) -> str:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from delivery.models import Message
 from delivery.outbound import DELIVER_TASK
-from delivery.queueing import BULK_QUEUE, publish, sweep_should_wait
+from delivery.queueing import BULK_QUEUE, REPLIES_QUEUE, publish, sweep_should_wait
 from delivery.send_options import SEND_RULES
 from delivery.statuses import Direction, Status
 from delivery.throttle import lock_acquire, lock_release
@@ -81,7 +81,7 @@ def outbox_sweep(*, now: datetime | None = None, limit: int = 1000) -> dict:
         return batch
 
     def requeue(message_id: int) -> bool:
-        return publish(DELIVER_TASK, message_id, queue=BULK_QUEUE if message_id in bulk_ids else None)
+        return publish(DELIVER_TASK, message_id, queue=BULK_QUEUE if message_id in bulk_ids else REPLIES_QUEUE)
 
     return periodic_run("outbox", batch=limit, select=select, act=requeue, now=now)
 

@@ -7,6 +7,7 @@ from celery import Task, shared_task
 from delivery import retention, sweeps
 from delivery.deliver import RetryLater, message_deliver
 from delivery.outbound import DELIVER_TASK
+from delivery.queueing import RETRIES_QUEUE
 from delivery.reports import message_fail
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def deliver(self, message_id: int) -> str:
     try:
         return message_deliver(message_id=message_id)
     except RetryLater as exc:
-        raise self.retry(countdown=exc.countdown) from None
+        raise self.retry(countdown=exc.countdown, queue=RETRIES_QUEUE) from None
 
 
 @shared_task

@@ -9,7 +9,7 @@ cache (embedded default, a single process) gets the same arithmetic under a lock
 import threading
 import time
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 # KEYS[1] bucket; ARGV: rate per second, capacity, now (s), cost, floor. Returns seconds to
 # wait (0 = tokens taken).
@@ -40,7 +40,8 @@ _local_buckets: dict[str, tuple[float, float]] = {}
 
 def _redis():
     """The raw Redis connection behind the cache, or None for the local-memory cache."""
-    if "RedisCache" not in cache.__class__.__name__:
+    # `cache` is a proxy: the backend's class is that of caches["default"].
+    if "RedisCache" not in caches["default"].__class__.__name__:
         return None
     from django_redis import get_redis_connection
 

@@ -22,15 +22,16 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from delivery.channel_log import channel_log_refusal, channel_log_webhook
+from delivery.channel_log import channel_log_refusal, channel_log_webhook, channel_log_webhook_row
 from delivery.events import event
+from delivery.models import ChannelLog
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers import UnknownProvider, detect_provider, get_provider
 from delivery.providers.base import (
@@ -180,9 +181,9 @@ class _Progress:
 class WebhookView(View, ABC):
     """
     A provider's webhook (POST; GET too for providers that report with GET). Subclasses set
-    `log_kind` and define `receive(provider, webhook, verified) -> Message id or None`,
-    which stores what the webhook carries; it runs in the transaction that also writes
-    the channel log row, so an accepted webhook and its log commit together.
+    `log_kind` and define `receive(provider, webhook, verified, log_row) -> Message id or
+    None`, which stores what the webhook carries together with its channel log row, so an
+    accepted webhook and its log commit together.
 
     The channel log: an authenticated webhook is stored whole (masked); anything refused
     before that is a stranger's text, stored as metadata only and rate-limited.
@@ -208,6 +209,8 @@ class WebhookView(View, ABC):
 
     def accept(self, request: HttpRequest, slug: str | None, progress: _Progress, started: float) -> HttpResponse:
         progress.source = client_address(request)
+        # The webhook lane has no CommonMiddleware to refuse a Host not in ALLOWED_HOSTS.
+        request.get_host()
         check_size(request)
         webhook = webhook_request_from(request, remote_addr=progress.source)
         provider = resolve_provider(webhook, slug)
@@ -221,13 +224,17 @@ class WebhookView(View, ABC):
         verified = provider.authenticate(webhook)
         progress.authenticated = True
         event("webhook.received", provider=provider.slug, kind=str(self.log_kind))
+        ack = provider.ack()
+        response = HttpResponse(ack.body, content_type=ack.content_type)
+        log_row = channel_log_webhook_row(
+            kind=self.log_kind,
+            provider=provider.slug,
+            request=request,
+            response=response,
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+        )
         try:
-            # The stored rows and their channel log row commit together: one commit per webhook.
-            with transaction.atomic():
-                progress.message_id = self.receive(provider, webhook, verified)
-                ack = provider.ack()
-                response = HttpResponse(ack.body, content_type=ack.content_type)
-                self.log(request, response, progress, started)
+            progress.message_id = self.receive(provider, webhook, verified, log_row)
         except Exception:
             # Nothing was stored: the provider's retry of this very request must pass again.
             nonces_release(verified.nonces)
@@ -235,8 +242,13 @@ class WebhookView(View, ABC):
         return response
 
     @abstractmethod
-    def receive(self, provider: Provider, webhook: WebhookRequest, verified: Verified) -> int | None:
-        """Store what the webhook carries; the id of the Message it concerns, for the channel log."""
+    def receive(
+        self, provider: Provider, webhook: WebhookRequest, verified: Verified, log_row: ChannelLog
+    ) -> int | None:
+        """
+        Store what the webhook carries and `log_row` (its message set) in one commit; the id
+        of the Message it concerns. Raising stores neither.
+        """
 
     def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = error_response(405, f"method {request.method} not allowed")

@@ -231,6 +231,12 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 WEBHOOK_SIGNATURE_MAX_AGE_SECONDS = env.int("WEBHOOK_SIGNATURE_MAX_AGE_SECONDS", default=300)
 # An inbound SMS without a provider id that repeats one (same sender, shortcode, text) this recently is a replay.
 INBOUND_DEDUPE_SECONDS = env.int("INBOUND_DEDUPE_SECONDS", default=120)
+# The inbound dispatcher (conversations/dispatch.py) claims up to INBOUND_DISPATCH_CLAIM stored
+# messages a round and queues them INBOUND_BATCH_SIZE to a task; idle, it looks again after
+# INBOUND_DISPATCH_IDLE_SECONDS (the most a message waits before it is queued).
+INBOUND_DISPATCH_CLAIM = env.int("INBOUND_DISPATCH_CLAIM", default=500)
+INBOUND_BATCH_SIZE = env.int("INBOUND_BATCH_SIZE", default=20)
+INBOUND_DISPATCH_IDLE_SECONDS = env.float("INBOUND_DISPATCH_IDLE_SECONDS", default=0.02)
 
 # /metrics answers `Authorization: Bearer <METRICS_TOKEN>` (masked like every secret) ...
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
@@ -349,9 +355,17 @@ QUEUE_HANDLER_TASKS = env.list("QUEUE_HANDLER_TASKS", default=[])
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = False
+# A task's message is acknowledged once the task has run, and given back to the broker when
+# the worker process running it dies (SIGKILL, out of memory): the broker delivers it again,
+# and the tasks' claims (the `received` guard, `queued -> sending`) make a second run harmless.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Each worker process reserves one message at a time: a handle_inbound waits in the broker,
+# where any free process takes it, rather than behind a slow task in a busy process's
+# prefetch; a phone's messages stay close to their order and every worker gets its share.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Queues (smsgate/celery.py) and their messages outlive a broker restart.
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 CELERY_TASK_IGNORE_RESULT = True
 # Celery's Django fixup closes the database connection around every task unless this is
 # set: a new connection per task costs more than the task itself. Reuse it for this many.
@@ -361,7 +375,26 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # outbox sweep re-queue what was stored.
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ: a publish returns once the broker has the message (publisher confirms); one
+    # the broker refuses raises, and its row is left for the sweep. The connect timeout is
+    # broker_connection_timeout (above); a write to a stalled broker gives up after 5 s.
+    # RabbitMQ closes a channel whose delivery stays unacknowledged past its consumer_timeout
+    # (30 min by default), and a task waiting for its countdown (up to an hour) is one: the
+    # broker's consumer_timeout must be longer (docker-compose.yml sets two hours).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True, "write_timeout": 5}
+else:
+    # Redis: a message a worker took is given to another after visibility_timeout unless
+    # acknowledged. With late acknowledgement a task waiting for its countdown (a callback's
+    # retry, up to an hour; a gateway's Retry-After, up to an hour) is unacknowledged the whole
+    # time, so the timeout must be longer than the longest countdown or it would run twice.
+    # It is also how long a killed worker's tasks wait before they are delivered again; the
+    # sweeps re-queue their rows long before that.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "visibility_timeout": 2 * 3600,
+    }
 DELIVER_MAX_ATTEMPTS = env.int("DELIVER_MAX_ATTEMPTS", default=6)
 # The sweep re-queues inbound and outbound rows still pending after this long (broker
 # was down), and `sending` rows whose worker died mid-call after the longer age.

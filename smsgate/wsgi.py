@@ -1,12 +1,15 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsgate.settings")
+django.setup(set_prefix=False)
 
-application = get_wsgi_application()
+from smsgate.lanes import LanedApplication  # noqa: E402  (needs the apps loaded)
+
+application = LanedApplication()
 
 # Serving without a broker there is no celery beat: this process runs the sweeps itself.
-from smsgate.embedded_beat import embedded_beat_start  # noqa: E402  (needs the apps loaded)
+from smsgate.embedded_beat import embedded_beat_start  # noqa: E402
 
 embedded_beat_start()

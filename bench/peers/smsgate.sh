@@ -1,8 +1,8 @@
 # smsgate as a drop-in target of ../shared/bench/run_peers.sh (sourced by it: start_bg,
 # wait_http and add_target are its helpers). The webhook ack as the floor is measured:
 # gunicorn sync with $SYNC_WORKERS workers, DEBUG off, persistent connections, Postgres,
-# Redis, the broker on Redis with no worker during the load; generic provider, stored,
-# queued, channel-logged.
+# Redis, the broker on Redis with no worker during the load (the inbound dispatcher
+# publishing to it runs); generic provider, stored, queued, channel-logged.
 #
 #   TARGETS_DIR=bench/peers ../shared/bench/run_peers.sh --only 'floor-sync|seed-node|smsgate' --no-micro
 SMSGATE_DIR=${SMSGATE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -28,5 +28,7 @@ Shortcode.objects.filter(number='57675').update(provider='generic', dlt_bound=Fa
 )
 start_bg smsgate env "${SMSGATE_ENV[@]}" "$SMSGATE_DIR/.venv/bin/gunicorn" --chdir "$SMSGATE_DIR" smsgate.wsgi:application \
   --no-control-socket -b 127.0.0.1:8100 -k sync -w "$SYNC_WORKERS" --log-level warning
+# The inbound dispatcher queues what the webhook stored (conversations/dispatch.py): part of the ack's cost.
+start_bg smsgate-dispatch env "${SMSGATE_ENV[@]}" "$SMSGATE_DIR/.venv/bin/python" "$SMSGATE_DIR/manage.py" inbound_dispatch
 wait_http http://127.0.0.1:8100/health/live 90
-add_target smsgate http://127.0.0.1:8100/webhooks/generic/inbound/ "$BENCH/lua/post_generic_unique.lua"
+add_target smsgate http://127.0.0.1:8100/webhooks/generic/inbound/ "$SMSGATE_DIR/bench/peers/post_unique.lua"

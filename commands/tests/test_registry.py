@@ -1,4 +1,6 @@
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.forms import inlineformset_factory
@@ -7,7 +9,7 @@ from commands.admin import AliasFormSet, CommandForm
 from commands.checks import check_command_handlers
 from commands.models import Alias, Command
 from commands.parsing import parse_text
-from commands.services import command_lookup, command_update
+from commands.services import REGISTRY_VERSION_KEY, command_lookup, command_update, shortcode_get
 from commands.tests.factories import CommandFactory, ShortcodeFactory
 
 
@@ -117,3 +119,112 @@ def test_shortcode_defaults_to_dlt_for_india_only():
     assert ShortcodeFactory(country="IN", dlt_bound=None).requires_dlt is True
     assert ShortcodeFactory(country="US", dlt_bound=None).requires_dlt is False
     assert ShortcodeFactory(country="IN", dlt_bound=False).requires_dlt is False
+
+
+# The registry each process keeps (commands.services): read once, read again after any edit.
+
+
+@pytest.fixture
+def staff_client(client, db):
+    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw"))
+    return client
+
+
+def shortcode_page(shortcode, command, **changes) -> dict:
+    """The shortcode's admin page as staff post it, with its one command's inline row."""
+    data = {
+        "number": shortcode.number,
+        "name": shortcode.name,
+        "active": "on",
+        "country": "US",
+        "provider": "console",
+        "dlt_bound": "false",
+        "dlt_header": "",
+        "sender_id": "",
+        "menu_text": shortcode.menu_text,
+        "unknown_text": shortcode.unknown_text,
+        "help_text": shortcode.help_text,
+        "opt_out_reply": shortcode.opt_out_reply,
+        "opt_in_reply": shortcode.opt_in_reply,
+        "opt_out_keywords": "",
+        "inbound_limit_per_minute": "20",
+        "max_mps": "30",
+        "segment_limit": "4",
+        "session_ttl": "300",
+        "catch_all_handler": "",
+        "catch_all_config": "{}",
+        "commands-TOTAL_FORMS": "1",
+        "commands-INITIAL_FORMS": "1",
+        "commands-0-id": str(command.pk),
+        "commands-0-shortcode": str(shortcode.pk),
+        "commands-0-code": command.code,
+        "commands-0-name": command.name,
+        "commands-0-handler_key": command.handler_key,
+        "commands-0-active": "on",
+    }
+    return {key: value for key, value in {**data, **changes}.items() if value is not None}
+
+
+@pytest.mark.parametrize(
+    "changes,menu_text,found_by",
+    [
+        ({"menu_text": "Send 2 for your balance."}, "Send 2 for your balance.", {"2": True}),
+        ({"commands-0-active": None}, None, {"2": False}),
+        ({"commands-0-code": "5"}, None, {"2": False, "5": True}),
+        ({"active": None}, None, {"2": True}),
+    ],
+    ids=["menu text", "command switched off", "code renamed", "shortcode switched off"],
+)
+def test_an_edit_in_the_admin_is_what_the_next_sms_finds(staff_client, changes, menu_text, found_by):
+    # given: the registry read once, as the first SMS reads it
+    shortcode = ShortcodeFactory(number="56161", country="US")
+    command = CommandFactory(shortcode=shortcode, code="2", handler_key="reply")
+    assert command_lookup(shortcode=shortcode_get(number="56161"), parsed=parse_text("2")) == command
+    # when: staff edit the shortcode's page
+    response = staff_client.post(
+        f"/admin/commands/shortcode/{shortcode.pk}/change/", shortcode_page(shortcode, command, **changes)
+    )
+    assert response.status_code == 302
+    # then: the next lookup sees the edit
+    current = shortcode_get(number="56161")
+    assert current.menu_text == (menu_text or shortcode.menu_text)
+    assert current.active is ("active" in shortcode_page(shortcode, command, **changes))
+    for word, found in found_by.items():
+        assert (command_lookup(shortcode=current, parsed=parse_text(word)) is not None) is found
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("edit", ["alias added", "alias deleted", "command deleted", "shortcode deleted"])
+def test_saves_and_deletes_anywhere_in_the_registry_are_seen(edit):
+    shortcode = ShortcodeFactory(number="56161")
+    command = CommandFactory(shortcode=shortcode, code="2", aliases=["BAL"])
+    assert command_lookup(shortcode=shortcode_get(number="56161"), parsed=parse_text("BAL")) == command
+    if edit == "alias added":
+        Alias.objects.create(command=command, keyword="CASH")
+        assert command_lookup(shortcode=shortcode, parsed=parse_text("cash")) == command
+    elif edit == "alias deleted":
+        Alias.objects.filter(keyword="BAL").delete()
+        assert command_lookup(shortcode=shortcode, parsed=parse_text("BAL")) is None
+    elif edit == "command deleted":
+        command.delete()
+        assert command_lookup(shortcode=shortcode, parsed=parse_text("2")) is None
+    else:
+        shortcode.delete()
+        assert shortcode_get(number="56161") is None
+
+
+@pytest.mark.django_db
+def test_the_registry_is_read_once_until_another_process_says_it_changed(django_assert_num_queries):
+    # given: read once
+    shortcode = ShortcodeFactory(number="56161")
+    command = CommandFactory(shortcode=shortcode, code="2")
+    assert command_lookup(shortcode=shortcode_get(number="56161"), parsed=parse_text("2")) == command
+    # when: read again with nothing changed, then changed by another process (no signal here)
+    with django_assert_num_queries(0):
+        assert shortcode_get(number="56161") == shortcode
+        assert command_lookup(shortcode=shortcode, parsed=parse_text("2")) == command
+    Command.objects.filter(pk=command.pk).update(code="9")
+    cache.set(REGISTRY_VERSION_KEY, "written-by-another-process")
+    # then
+    assert command_lookup(shortcode=shortcode, parsed=parse_text("2")) is None
+    assert command_lookup(shortcode=shortcode, parsed=parse_text("9")).pk == command.pk

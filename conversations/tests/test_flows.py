@@ -5,7 +5,9 @@ import uuid
 import pytest
 from freezegun import freeze_time
 
+from conversations import contacts
 from conversations.handling import inbound_handle
+from conversations.models import Contact
 from conversations.receiving import message_receive
 from conversations.sessions import session_get
 from conversations.tests.factories import ASK_NAME, PHONE, registered, service_shortcode
@@ -135,3 +137,21 @@ def test_each_handled_sms_records_the_command_that_answered_it(shortcode):
         ("hello", ""),
         ("", ""),
     ]
+
+
+@pytest.mark.parametrize("seconds_later,inserts", [(60, 0), (599, 0), (601, 1)])
+def test_a_subscriber_seen_lately_is_not_written_again(
+    db, django_capture_on_commit_callbacks, django_assert_num_queries, seconds_later, inserts
+):
+    # given: a subscriber's first SMS remembered them
+    contacts._touched.clear()
+    with freeze_time() as clock:
+        with django_capture_on_commit_callbacks(execute=True):
+            contacts.contact_touch(phone=PHONE)
+        # when: their next SMS, a while later
+        clock.tick(seconds_later)
+        with django_capture_on_commit_callbacks(execute=True), django_assert_num_queries(inserts):
+            contacts.contact_touch(phone=PHONE)
+    # then: one row, written again only once the memory has lapsed
+    assert Contact.objects.filter(phone=PHONE).count() == 1
+    contacts._touched.clear()

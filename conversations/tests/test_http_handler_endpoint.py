@@ -296,10 +296,10 @@ def test_the_endpoint_down_gives_the_fallback_and_loses_nothing(offers_command, 
     assert pauses == [0.5]
     assert inbound.status == Status.HANDLED
     assert Message.objects.filter(direction=Direction.OUTBOUND, in_reply_to=inbound).count() == 1
-    # when: it is back, at the verifying server
-    Command.objects.filter(code="4").update(
-        config={"endpoint": f"{verifying_server.url}/offers", "secret_env": SIGNING_ENV, "fallback": FALLBACK}
-    )
+    # when: it is back, at the verifying server, and staff point the command at it
+    command = Command.objects.get(code="4")
+    command.config = {"endpoint": f"{verifying_server.url}/offers", "secret_env": SIGNING_ENV, "fallback": FALLBACK}
+    command.save()
     _, reply = sms("4 weekend")
     # then
     assert reply == f"verified for {PHONE}"

@@ -17,8 +17,10 @@ error codes, among them the opt-out one).
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -103,8 +105,7 @@ def http_send(
     masks = _masks(secrets)
     started = time.monotonic()
     try:
-        environment = SESSION.merge_environment_settings(request.url, {}, None, None, None)
-        response = SESSION.send(request, timeout=timeout, allow_redirects=False, **environment)
+        response = SESSION.send(request, timeout=timeout, allow_redirects=False, **_environment(request.url))
     except requests.RequestException as exc:
         code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
         failed = _exchange(
@@ -126,6 +127,18 @@ def http_send(
         text = redact(f"{service} answered {reply.status_code}: {reply.text[:200]}", masks)
         raise send_error(reply, text, code=str(reply.status_code))
     return reply
+
+
+def _environment(url: str) -> dict[str, Any]:
+    """What the process environment sets for a request to `url` (proxies, CA bundle), read once per origin."""
+    parts = urlsplit(url)
+    return dict(_origin_environment(f"{parts.scheme}://{parts.netloc}"))
+
+
+@lru_cache(maxsize=256)
+def _origin_environment(origin: str) -> tuple[tuple[str, Any], ...]:
+    # requests reads the proxy variables (and no_proxy) on every call otherwise.
+    return tuple(SESSION.merge_environment_settings(f"{origin}/", {}, None, None, None).items())
 
 
 def send_error(

@@ -151,6 +151,35 @@ def test_agents_find_a_message_by_its_provider_id(agent, client):
     assert "needle" in page and "other" not in page
 
 
+@pytest.mark.parametrize(
+    ("path", "term", "found"),
+    [
+        (MESSAGES, "gw-1", True),
+        (MESSAGES, "GW-1", False),  # an id is compared as stored: exactly, by its index
+        (MESSAGES, "+9198765", False),  # no partial numbers
+        (MESSAGES, "UUID", True),
+        (MESSAGES, "UUID-UPPER", True),
+        ("/admin/delivery/deliveryreport/", "gw-1", True),
+        ("/admin/delivery/deliveryreport/", "98765 00001", True),
+        ("/admin/delivery/channellog/", "98765 00001", True),
+        ("/admin/delivery/channellog/", "UUID", True),
+    ],
+)
+def test_searches_on_the_big_tables_are_exact_and_use_an_index(agent, client, path, term, found):
+    message = OutboundMessageFactory(phone="+919876500001", provider_message_id="gw-1", body="needle")
+    DeliveryReport.objects.create(
+        message=message, provider="generic", provider_message_id="gw-1", status=Status.DELIVERED, raw_payload={}
+    )
+    ChannelLog.objects.create(kind=ChannelLog.Kind.SEND, provider="generic", message=message, url="https://gw/send")
+    term = {"UUID": str(message.uuid), "UUID-UPPER": str(message.uuid).upper()}.get(term, term)
+
+    page = client.get(path, {"q": term}).content.decode()
+
+    # the message's row: its text in the message list, its link in the report and log lists
+    rows = page[page.index('id="changelist"') :]
+    assert (f"message #{message.id}" in rows or "needle" in rows) is found
+
+
 # Filters ----------------------------------------------------------------------------------
 
 

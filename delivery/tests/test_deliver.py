@@ -1,17 +1,24 @@
 """Sending: the exact request the gateway gets, retries, permanent failures, throttling, the channel log."""
 
 import time
+from datetime import timedelta
 
 import pytest
+from celery.signals import task_prerun
+from django.utils import timezone
 from freezegun import freeze_time
 
 from conftest import FakeResponse
+from delivery import outbound
 from delivery.deliver import RetryLater, message_deliver
 from delivery.models import ChannelLog, Message
-from delivery.outbound import message_send
+from delivery.outbound import DELIVER_TASK, message_send
+from delivery.send_options import SendOptions
 from delivery.suppression import suppression_add
+from delivery.sweeps import outbox_sweep
 from delivery.tasks import deliver
 from delivery.tests.factories import OutboundMessageFactory
+from delivery.throttle import token_bucket_wait
 
 
 @pytest.fixture
@@ -241,3 +248,140 @@ def test_scheduled_message_is_not_sent_before_its_time(gateway):
     assert message_deliver(message_id=message.id) == "skipped"
     Message.objects.filter(id=message.id).update(send_after=timezone.now() - timedelta(seconds=1))
     assert message_deliver(message_id=message.id) == "sent"
+
+
+# The first attempt in process (message_send with deliver_here, as replies are sent) ------
+
+
+@pytest.fixture
+def deliver_tasks_run():
+    """The ids of the messages a deliver task ran for (on the embedded default, in this process)."""
+    ran = []
+
+    def note(sender=None, args=None, **kwargs):
+        if sender is not None and sender.name == DELIVER_TASK:
+            ran.append(args[0])
+
+    task_prerun.connect(note, weak=False)
+    yield ran
+    task_prerun.disconnect(note)
+
+
+@pytest.fixture(autouse=True)
+def _no_pause_left():
+    """A gateway pause another test left in this process (outbound._deliver_here_paused_until)."""
+    outbound._deliver_here_paused_until.clear()
+    yield
+    outbound._deliver_here_paused_until.clear()
+
+
+def send_reply(deliver_here: bool, **options) -> Message:
+    return message_send(
+        shortcode="57675",
+        phone="+919876543210",
+        body="Hello",
+        provider="generic",
+        options=SendOptions(**options),
+        deliver_here=deliver_here,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("deliver_here,tasks", [(True, 0), (False, 1)], ids=["here", "by the deliver task"])
+def test_a_reply_is_sent_by_the_process_that_stored_it(
+    gateway, django_capture_on_commit_callbacks, deliver_tasks_run, deliver_here, tasks
+):
+    # when: the reply's transaction commits
+    with django_capture_on_commit_callbacks(execute=True):
+        message = send_reply(deliver_here)
+    # then: one send, made here or by a deliver task
+    message.refresh_from_db()
+    assert (message.status, message.attempts, len(gateway.requests)) == ("sent", 1, 1)
+    assert len(deliver_tasks_run) == tasks
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "script,status,attempts,sends,tasks",
+    [
+        ([FakeResponse(503, "busy"), FakeResponse(200, {"id": "gw-2"})], "sent", 2, 2, 1),
+        ([FakeResponse(429, "slow", headers={"Retry-After": "1"}), FakeResponse(200, {"id": "gw-2"})], "sent", 2, 2, 1),
+        ([FakeResponse(400, {"error": "invalid number"})], "failed", 1, 1, 0),
+        ([FakeResponse(200, {"ok": "no id"})], "failed", 1, 1, 0),
+    ],
+    ids=["503 then 200", "429 then 200", "400", "no id"],
+)
+def test_a_first_attempt_that_fails_is_retried_by_the_deliver_task_once(
+    gateway, django_capture_on_commit_callbacks, deliver_tasks_run, script, status, attempts, sends, tasks
+):
+    gateway.script = script
+    with django_capture_on_commit_callbacks(execute=True):
+        message = send_reply(deliver_here=True)
+    message.refresh_from_db()
+    assert (message.status, message.attempts, len(gateway.requests)) == (status, attempts, sends)
+    assert deliver_tasks_run == [message.id] * tasks
+    assert Message.objects.filter(direction="out").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_first_attempt_over_the_throughput_waits_in_the_deliver_task_not_as_an_attempt(
+    gateway, django_capture_on_commit_callbacks, deliver_tasks_run, monkeypatch
+):
+    # given: a shortcode of 1 message/s whose token another worker takes first, twice
+    competitor_takes = [2]
+
+    with freeze_time() as clock:
+
+        def sleep(seconds):
+            clock.tick(seconds)
+            if competitor_takes[0]:
+                competitor_takes[0] -= 1
+                token_bucket_wait("mps:57675", rate=1.0)
+
+        monkeypatch.setattr(time, "sleep", sleep)
+        token_bucket_wait("mps:57675", rate=1.0)
+        # when
+        with django_capture_on_commit_callbacks(execute=True):
+            message = send_reply(deliver_here=True, max_mps=1)
+    # then: not sent here; the deliver task waited for a token and sent it, one attempt
+    message.refresh_from_db()
+    assert (message.status, message.attempts, len(gateway.requests)) == ("sent", 1, 1)
+    assert deliver_tasks_run == [message.id]
+
+
+@pytest.mark.django_db
+def test_a_reply_whose_process_died_before_sending_is_sent_once_by_the_sweep(
+    gateway, django_capture_on_commit_callbacks, settings
+):
+    # given: the reply committed, and the process gone before its first attempt
+    with django_capture_on_commit_callbacks(execute=False):
+        message = send_reply(deliver_here=True)
+    # when: the outbox sweep comes by once the reply has settled
+    later = timezone.now() + timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS + 1)
+    assert outbox_sweep(now=later)["requeued"] == 1
+    assert outbox_sweep(now=later + timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS + 1))["requeued"] == 0
+    # then
+    message.refresh_from_db()
+    assert (message.status, len(gateway.requests)) == ("sent", 1)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seconds_later,here", [(1, False), (29, False), (31, True)])
+def test_after_a_gateway_failure_replies_go_to_the_deliver_task_for_a_while(
+    gateway, django_capture_on_commit_callbacks, deliver_tasks_run, seconds_later, here
+):
+    # given: a first attempt in process that met a gateway error, retried by the task
+    gateway.script = [FakeResponse(503, "busy"), FakeResponse(200, {"id": "gw-1"}), FakeResponse(200, {"id": "gw-2"})]
+    with freeze_time() as clock:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = send_reply(deliver_here=True)
+        assert deliver_tasks_run == [first.id]
+        # when: the next reply of the shortcode
+        clock.tick(seconds_later)
+        with django_capture_on_commit_callbacks(execute=True):
+            second = send_reply(deliver_here=True)
+    # then: sent once, by the task while the pause lasts, here after it
+    second.refresh_from_db()
+    assert (second.status, second.attempts) == ("sent", 1)
+    assert deliver_tasks_run == [first.id] if here else [first.id, second.id]
+    assert len(gateway.requests) == 3

@@ -171,10 +171,15 @@ def test_compose_runs_prometheus_and_grafana_under_the_monitoring_profile_only()
     # plain `docker compose up` starts what it started before
     assert {name for name, service in services.items() if "profiles" not in service} == {
         "web",
+        "dispatcher",
         "worker",
+        "worker-replies",
+        "worker-bulk",
+        "worker-retries",
         "beat",
         "postgres",
         "redis",
+        "rabbitmq",
     }
 
 
