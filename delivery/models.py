@@ -123,6 +123,13 @@ class Message(models.Model):
                 condition=Q(status__in=PENDING_STATUSES),
                 name="message_pending",
             ),
+            # The inbound dispatcher's claim: stored rows not yet queued, oldest first. Small
+            # however long the backlog of queued, unhandled rows (a worker outage) grows.
+            models.Index(
+                fields=("id",),
+                condition=Q(direction=Direction.INBOUND, status=Status.RECEIVED, queued_at__isnull=True),
+                name="message_inbound_unqueued",
+            ),
         ]
 
     def __str__(self):
