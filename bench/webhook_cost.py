@@ -91,14 +91,25 @@ def main():
                 webhook(application, n)
         print(profiler.output_text(unicode=False, color=False))
         return
+    backend = connection.connection.info.backend_pid if connection.vendor == "postgresql" else None
+    database_cpu = backend_cpu_seconds(backend) if backend else 0.0
     cpu, wall = time.process_time(), time.perf_counter()
     for n in requests:
         webhook(application, n)
     cpu, wall = (time.process_time() - cpu) * 1000 / args.requests, (time.perf_counter() - wall) * 1000 / args.requests
+    database_cpu = ((backend_cpu_seconds(backend) - database_cpu) * 1000 / args.requests) if backend else None
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     lane = "settings.MIDDLEWARE" if args.middleware else "webhook lane"
     print(f"{database}, tasks in process: {settings.CELERY_TASK_ALWAYS_EAGER}, {lane}, {args.requests} webhooks")
     print(f"CPU {cpu:.2f} ms/webhook, wall {wall:.2f} ms/webhook, {len(statements)} SQL statements/webhook")
+    if database_cpu is not None:
+        print(f"Postgres CPU {database_cpu:.2f} ms/webhook (this process's backend)")
+
+
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) a local Postgres backend has used: the database's share of the work."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

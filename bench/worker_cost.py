@@ -124,6 +124,7 @@ def main():
     print(f"timed {len(timed)} messages, counted {len(counted)}")
     print(f"CPU ms/message          {figures['cpu_ms']:.2f}")
     print(f"wall ms/message         {figures['wall_ms']:.2f}")
+    print(f"Postgres CPU ms/message {figures['database_cpu_ms']:.2f}  (this process's backend)")
     print(f"SQL statements/message  {counts['statements']:.2f}")
     print(f"transactions/message    {counts['transactions']:.2f}  (atomic commits {counts['commits']:.2f})")
     print(f"Redis round trips/msg   {counts['redis']:.2f}  {counts['redis_commands']}")
@@ -215,14 +216,27 @@ def time_pass(ids: list[int], *, profile: bool) -> dict:
 
         profiler = Profiler(interval=0.0005)
         profiler.start()
-    cpu, wall = time.process_time(), time.perf_counter()
+    connection.ensure_connection()
+    backend = connection.connection.info.backend_pid
+    cpu, wall, database_cpu = time.process_time(), time.perf_counter(), backend_cpu_seconds(backend)
     handle_all(ids)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    database_cpu = backend_cpu_seconds(backend) - database_cpu
     if profiler is not None:
         profiler.stop()
         (ROOT / "var" / "worker-cost-profile.txt").write_text(profiler.output_text(unicode=True, show_all=False))
         (ROOT / "var" / "worker-cost-profile.html").write_text(profiler.output_html())
-    return {"cpu_ms": cpu * 1000 / len(ids), "wall_ms": wall * 1000 / len(ids)}
+    return {
+        "cpu_ms": cpu * 1000 / len(ids),
+        "wall_ms": wall * 1000 / len(ids),
+        "database_cpu_ms": database_cpu * 1000 / len(ids),
+    }
+
+
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) a local Postgres backend has used: the database's share of the work."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RedisCounter:
