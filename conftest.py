@@ -346,18 +346,13 @@ def _database_url(db: dict) -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, tmp_path_factory):
-    """A `celery worker` process on the test database, the real broker and Redis."""
+def worker_env() -> dict:
+    """The environment of the test session's own processes (worker, dispatcher): the test database and local peers."""
     from django.conf import settings
 
-    from smsgate.celery import app
-
-    app.control.purge()
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
+    return {
         **os.environ,
-        # The test database; the worker is stopped before the session drops it.
+        # The test database; the processes are stopped before the session drops it.
         "DATABASE_URL": _database_url(settings.DATABASES["default"]),
         "PUBLIC_BASE_URL": "https://sms.example.com",
         "GATEWAY_ALLOWED_ORIGINS": "http://127.0.0.1:*",
@@ -368,44 +363,70 @@ def celery_worker(django_db_setup, tmp_path_factory):
         "HANDLER_HTTP_ALLOWED_NETWORKS": "127.0.0.0/8",
         "HANDLER_SECRET_TESTS": HANDLER_SECRET_TESTS,
     }
-    dispatcher = None
+
+
+def process_start(arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """One of the session's processes, from the project's folder, its output in `log_path`."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            # No -Q: the worker consumes every queue smsgate/celery.py declares.
-            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "2", "-l", "INFO"]
-            + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"]
-            # The handlers the test data registers (test_ask), so the worker runs what the test set up.
-            + ["--include", "conversations.tests.factories"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        return subprocess.Popen(arguments, cwd=ROOT, env=worker_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def worker_start(name: str, log_path: Path, *options: str) -> subprocess.Popen:
+    """A `celery worker` named `name` on the real broker; `options` add to its command line (-Q, -c)."""
+    return process_start(
+        [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-l", "INFO", "-n", name, *options]
+        + ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        # The handlers the test data registers (test_ask), so the worker runs what the test set up.
+        + ["--include", "conversations.tests.factories"],
+        log_path,
+    )
+
+
+def processes_stop(*running: subprocess.Popen) -> None:
+    """Stop the processes: SIGTERM, then SIGKILL after 20 s."""
+    for process in running:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, tmp_path_factory):
+    """
+    A `celery worker` process on the test database, the real broker and Redis, consuming
+    every queue smsgate/celery.py declares (no -Q), and the inbound dispatcher beside it
+    (conversations/dispatch.py), which queues what the webhooks store.
+    """
+    from smsgate.celery import app
+
+    app.control.purge()
+    logs = tmp_path_factory.mktemp("worker")
+    process = worker_start(f"test-{os.getpid()}@%h", logs / "worker.log", "-c", "2")
+    dispatcher = None
     try:
         deadline = time.monotonic() + 60
         while not app.control.ping(timeout=0.5):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()}")
-        # What queues a stored inbound SMS for the worker (conversations/dispatch.py).
-        with open(log_path.with_name("dispatcher.log"), "w") as dispatcher_log:
-            dispatcher = subprocess.Popen(
-                [sys.executable, "manage.py", "inbound_dispatch"],
-                cwd=ROOT,
-                env=env,
-                stdout=dispatcher_log,
-                stderr=subprocess.STDOUT,
-            )
+                raise RuntimeError(f"celery worker did not start:\n{(logs / 'worker.log').read_text()}")
+        dispatcher = process_start([sys.executable, "manage.py", "inbound_dispatch"], logs / "dispatcher.log")
         yield process
     finally:
-        for running in (dispatcher, process) if dispatcher is not None else (process,):
-            running.terminate()
-            try:
-                running.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                running.kill()
+        processes_stop(*(running for running in (dispatcher, process) if running is not None))
         for name, running in (("worker.log", process), ("dispatcher.log", dispatcher)):
             if running is not None and running.returncode not in (0, -15, None):
-                sys.stderr.write(log_path.with_name(name).read_text()[-5000:])
+                sys.stderr.write((logs / name).read_text()[-5000:])
+
+
+def generic_inbound(client, phone: str, text: str, message_id: str):
+    """POST an inbound SMS to shortcode 57675 through the generic webhook, authenticated."""
+    return client.post(
+        "/webhooks/generic/inbound/",
+        {"from": phone, "to": "57675", "body": text, "id": message_id},
+        content_type="application/json",
+        HTTP_X_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
 
 
 @contextlib.contextmanager

@@ -14,15 +14,13 @@ from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from conftest import WEBHOOK_SECRET, FakeResponse, broker_down, sinch_signed_headers, wait_until
+from conftest import WEBHOOK_SECRET, FakeResponse, broker_down, generic_inbound, sinch_signed_headers, wait_until
 from conversations.sweeps import inbound_sweep
 from conversations.tests.factories import ASK_NAME, BALANCE, registered, service_shortcode
 from delivery.models import Message
 from delivery.statuses import Direction, Status
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-INBOUND = "/webhooks/generic/inbound/"
 
 
 @pytest.fixture
@@ -36,15 +34,6 @@ def gateway(provider_server):
     return provider_server
 
 
-def inbound(client: Client, phone: str, text: str, message_id: str):
-    return client.post(
-        INBOUND,
-        {"from": phone, "to": "57675", "body": text, "id": message_id},
-        content_type="application/json",
-        HTTP_X_WEBHOOK_SECRET=WEBHOOK_SECRET,
-    )
-
-
 def replies_per_phone(server) -> Counter:
     return Counter(request.json()["to"] for request in server.requests)
 
@@ -53,7 +42,7 @@ def test_a_broker_the_web_cannot_reach_costs_no_webhook_and_no_reply(celery_work
     phones = [f"+9198765{n:05d}" for n in range(10)]
     # given: the web process cannot reach the broker while a burst arrives
     with broker_down():
-        responses = [inbound(client, phone, "2", f"down-{n}") for n, phone in enumerate(phones)]
+        responses = [generic_inbound(client, phone, "2", f"down-{n}") for n, phone in enumerate(phones)]
     # then: every webhook was answered (it stores and never waits on the broker) ...
     assert [r.status_code for r in responses] == [200] * len(phones)
     # ... and the dispatcher queues them: exactly one reply per inbound reaches the gateway
@@ -99,7 +88,7 @@ def test_gateway_500_500_200_gives_one_send_after_three_attempts(celery_worker, 
         FakeResponse(503, "busy", headers=at_once),
         FakeResponse(200, {"id": "gw-ok"}),
     ]
-    assert inbound(client, "+919876543210", "2", "retry-1").status_code == 200
+    assert generic_inbound(client, "+919876543210", "2", "retry-1").status_code == 200
     wait_until(
         lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).exists(),
         timeout=60,
@@ -112,7 +101,7 @@ def test_gateway_500_500_200_gives_one_send_after_three_attempts(celery_worker, 
 
 def test_a_hanging_gateway_times_out_and_is_retried(celery_worker, gateway, client):
     gateway.script = [FakeResponse(200, {"id": "too-late"}, delay=3), FakeResponse(200, {"id": "gw-ok"})]
-    assert inbound(client, "+919876543210", "2", "hang-1").status_code == 200
+    assert generic_inbound(client, "+919876543210", "2", "hang-1").status_code == 200
     wait_until(
         lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).exists(),
         timeout=60,
@@ -128,7 +117,7 @@ def test_twenty_concurrent_copies_of_one_webhook_give_one_reply(celery_worker, g
     def post():
         try:
             barrier.wait()
-            results.append(inbound(Client(), "+919876543210", "2", "same-id").status_code)
+            results.append(generic_inbound(Client(), "+919876543210", "2", "same-id").status_code)
         finally:
             connections.close_all()
 
@@ -160,7 +149,7 @@ def test_a_report_that_arrives_before_the_send_response_is_applied(celery_worker
 
     gateway.respond = report_first
     # when
-    assert inbound(client, "+919876543210", "2", "early-1").status_code == 200
+    assert generic_inbound(client, "+919876543210", "2", "early-1").status_code == 200
     # then
     wait_until(
         lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.DELIVERED).exists(), what="delivered"
@@ -172,7 +161,7 @@ def test_a_report_that_arrives_before_the_send_response_is_applied(celery_worker
 
 def test_a_flow_keeps_its_order_across_the_worker(celery_worker, gateway, client):
     for n, text in enumerate(["1", "Asha", "2"]):
-        assert inbound(client, "+919876543210", text, f"flow-{n}").status_code == 200
+        assert generic_inbound(client, "+919876543210", text, f"flow-{n}").status_code == 200
     gateway.wait_for(3)
     # Replies may leave in any order; what matters is that each answers the right step.
     replies = Message.objects.filter(direction=Direction.OUTBOUND).order_by("in_reply_to_id")
@@ -189,7 +178,7 @@ def test_database_down_is_a_503_so_the_aggregator_retries(client):
     connection.close()
     connection.settings_dict["PORT"] = 9  # nothing listens there
     try:
-        response = inbound(client, "+919876543210", "2", "db-down")
+        response = generic_inbound(client, "+919876543210", "2", "db-down")
     finally:
         connection.close()
         connection.settings_dict["PORT"] = saved_port
@@ -228,9 +217,9 @@ def test_a_paused_worker_catches_up_with_a_burst_exactly_once(celery_worker, gat
     phones = [f"+9198123{n:05d}" for n in range(10)]
     celery_worker.send_signal(signal.SIGSTOP)
     try:
-        responses = [inbound(client, phone, "2", f"paused-{n}") for n, phone in enumerate(phones)]
+        responses = [generic_inbound(client, phone, "2", f"paused-{n}") for n, phone in enumerate(phones)]
         # duplicates of the whole burst while nothing is being handled
-        responses += [inbound(client, phone, "2", f"paused-{n}") for n, phone in enumerate(phones)]
+        responses += [generic_inbound(client, phone, "2", f"paused-{n}") for n, phone in enumerate(phones)]
     finally:
         celery_worker.send_signal(signal.SIGCONT)
     assert [r.status_code for r in responses] == [200] * 20
@@ -253,7 +242,7 @@ def test_sweeps_wait_while_the_broker_has_a_backlog(celery_worker, gateway, sett
     try:
         client = Client()
         for n in range(60):
-            inbound(client, f"+9198111{n:05d}", "2", f"backlog-{n}")
+            generic_inbound(client, f"+9198111{n:05d}", "2", f"backlog-{n}")
         # The burst is on the broker once the dispatcher has published past what the worker prefetched.
         wait_until(lambda: broker_backlog() > 0, what="a backlog on the broker")
         later = timezone.now() + timedelta(minutes=5)

@@ -13,8 +13,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -23,12 +21,11 @@ import kombu.pools
 import pytest
 import yaml
 from celery.exceptions import Retry
-from django.test import Client
 from django.utils import timezone
 
 from bulk.services import RecipientInput, batch_create
 from commands.tests.factories import CommandFactory
-from conftest import ROOT, WEBHOOK_SECRET, FakeResponse, ProviderServer, _database_url, wait_until
+from conftest import ROOT, FakeResponse, ProviderServer, generic_inbound, processes_stop, wait_until, worker_start
 from conversations.dispatch import inbound_dispatch
 from conversations.receiving import HANDLE_INBOUND_BATCH_TASK, HANDLE_INBOUND_TASK, message_receive
 from conversations.sweeps import inbound_sweep
@@ -52,8 +49,6 @@ from delivery.statuses import Direction, Status
 from delivery.sweeps import outbox_sweep
 from delivery.tasks import deliver
 from delivery.throttle import lock_acquire, lock_release
-
-INBOUND = "/webhooks/generic/inbound/"
 
 
 @pytest.fixture
@@ -217,44 +212,17 @@ def test_a_worker_started_without_a_queue_list_consumes_every_queue():
 # On the real broker --------------------------------------------------------------------
 
 
-def inbound(client: Client, phone: str, text: str, message_id: str):
-    return client.post(
-        INBOUND,
-        {"from": phone, "to": "57675", "body": text, "id": message_id},
-        content_type="application/json",
-        HTTP_X_WEBHOOK_SECRET=WEBHOOK_SECRET,
-    )
-
-
 @pytest.fixture
 def replies_worker(celery_worker, tmp_path):
     """
     A second worker, for inbound SMS and replies only, as production runs one
     (docker-compose.yml: worker and worker-replies); the session's worker consumes every queue.
     """
-    from django.conf import settings
-
     from smsgate.celery import app
 
     name = f"replies-{os.getpid()}@%h"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(settings.DATABASES["default"]),
-        "PUBLIC_BASE_URL": "https://sms.example.com",
-        "GATEWAY_ALLOWED_ORIGINS": "http://127.0.0.1:*",
-    }
     log_path = tmp_path / "replies-worker.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
-            [sys.executable, "-m", "celery", "-A", "smsgate", "worker", "-c", "1", "-l", "INFO"]
-            + ["-Q", f"{INBOUND_QUEUE},{REPLIES_QUEUE}", "-n", name]
-            + ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-            + ["--include", "conversations.tests.factories"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = worker_start(name, log_path, "-c", "1", "-Q", f"{INBOUND_QUEUE},{REPLIES_QUEUE}")
     try:
         wait_until(
             lambda: (
@@ -267,11 +235,7 @@ def replies_worker(celery_worker, tmp_path):
         assert process.poll() is None, log_path.read_text()
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        processes_stop(process)
 
 
 @pytest.mark.services
@@ -296,7 +260,7 @@ def test_a_bulk_backlog_does_not_delay_a_reply(replies_worker, provider_server, 
     wait_until(lambda: len(provider_server.requests) >= 2, what="the bulk backlog under way")
 
     # when: an SMS arrives
-    assert inbound(client, PHONE, "2", "backlog-reply").status_code == 200
+    assert generic_inbound(client, PHONE, "2", "backlog-reply").status_code == 200
 
     # then: its reply is sent while most of the batch still waits
     wait_until(lambda: Message.objects.filter(phone=PHONE, status=Status.SENT).exists(), what="the reply")
@@ -338,7 +302,7 @@ def test_a_worker_killed_mid_task_leaves_the_sms_to_be_handled_again_with_one_re
         handler_key="http",
         config={"endpoint": f"{offers_endpoint.url}/offers", "secret_env": "HANDLER_SECRET_TESTS", "retries": 0},
     )
-    assert inbound(client, PHONE, "4", "killed-1").status_code == 200
+    assert generic_inbound(client, PHONE, "4", "killed-1").status_code == 200
 
     # when: the worker process handling it is killed while the endpoint holds the call
     offers_endpoint.wait_for(1)
