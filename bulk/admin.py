@@ -21,7 +21,7 @@ from django.utils.translation import ngettext
 from bulk.models import Batch, BatchRecipient
 from bulk.services import BatchRefused, batch_cancel, batch_create, batch_progress, recipients_from_csv
 from commands.models import Shortcode
-from delivery.admin import ReadOnlyAdminMixin, exact_search_results, message_admin_link
+from delivery.admin import ExactSearchMixin, ReadOnlyAdminMixin, message_admin_link
 from delivery.admin_masking import PhoneMaskingAdminMixin
 from delivery.statuses import Status
 
@@ -226,7 +226,7 @@ class BatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(BatchRecipient)
-class BatchRecipientAdmin(ReadOnlyAdminMixin, PhoneMaskingAdminMixin, admin.ModelAdmin):
+class BatchRecipientAdmin(ExactSearchMixin, ReadOnlyAdminMixin, PhoneMaskingAdminMixin, admin.ModelAdmin):
     list_display = ("id", "batch", "phone", "state", "error", "message_link", "reference")
     list_filter = ("state",)
     search_fields = ("=batch__id", "=phone", "=reference")
@@ -235,9 +235,6 @@ class BatchRecipientAdmin(ReadOnlyAdminMixin, PhoneMaskingAdminMixin, admin.Mode
     fields = readonly_fields
     # Recipient lists run to 100,000 rows a batch: no full count.
     show_full_result_count = False
-
-    def get_search_results(self, request, queryset, search_term):
-        return exact_search_results(queryset, search_term, tuple(f.lstrip("=") for f in self.search_fields))
 
     # By id: a message's own name carries its number.
     @admin.display(description=_("message"))

@@ -81,6 +81,13 @@ def exact_search_results(queryset, search_term: str, fields: tuple[str, ...]):
     return queryset.filter(match), False
 
 
+class ExactSearchMixin:
+    """The admin's search box on a big table: exact_search_results over `search_fields`."""
+
+    def get_search_results(self, request, queryset, search_term):
+        return exact_search_results(queryset, search_term, tuple(f.lstrip("=") for f in self.search_fields))
+
+
 def _field_at(model, field_path: str):
     *relations, name = field_path.split("__")
     for relation in relations:
@@ -259,7 +266,7 @@ class ReplyInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(PhoneMaskingAdminMixin, admin.ModelAdmin):
+class MessageAdmin(ExactSearchMixin, PhoneMaskingAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "arrow",
@@ -307,9 +314,6 @@ class MessageAdmin(PhoneMaskingAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         # Payloads are read on the detail page only (each loads there when shown).
         return super().get_queryset(request).defer("raw_payload", "provider_options")
-
-    def get_search_results(self, request, queryset, search_term):
-        return exact_search_results(queryset, search_term, tuple(f.lstrip("=") for f in self.search_fields))
 
     def get_urls(self):
         return [
@@ -479,7 +483,7 @@ def message_csv_lines(rows, *, visible: bool):
 
 
 @admin.register(DeliveryReport)
-class DeliveryReportAdmin(PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryReportAdmin(ExactSearchMixin, PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "received_at",
         "provider",
@@ -505,9 +509,6 @@ class DeliveryReportAdmin(PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         # The payload is read on the detail page only.
         return super().get_queryset(request).defer("raw_payload")
 
-    def get_search_results(self, request, queryset, search_term):
-        return exact_search_results(queryset, search_term, tuple(f.lstrip("=") for f in self.search_fields))
-
     @admin.display(description=_("message"), ordering="message")
     def message_link(self, obj):
         return message_admin_link(obj.message_id)
@@ -524,7 +525,7 @@ class DeliveryReportAdmin(PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
 
 @admin.register(ChannelLog)
-class ChannelLogAdmin(PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ChannelLogAdmin(ExactSearchMixin, PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "kind", "provider", "status_code", "elapsed_ms", "message_link", "short_error")
     list_filter = ("kind", ProviderFilter, recent_values_filter("status_code", _("HTTP status")), "created_at")
     search_fields = ("=message__phone", "=message__provider_message_id", "=message__uuid")
@@ -547,9 +548,6 @@ class ChannelLogAdmin(PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         # Bodies are read on the detail page only.
         return super().get_queryset(request).defer("request", "response")
-
-    def get_search_results(self, request, queryset, search_term):
-        return exact_search_results(queryset, search_term, tuple(f.lstrip("=") for f in self.search_fields))
 
     def _shown(self, obj, text):
         phones = [obj.message.phone] if obj.message_id else []
@@ -582,7 +580,7 @@ class ChannelLogAdmin(PageViewerMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(PhoneMaskingAdminMixin, admin.ModelAdmin):
+class SuppressionAdmin(ExactSearchMixin, PhoneMaskingAdminMixin, admin.ModelAdmin):
     list_display = ("phone", "shortcode_or_all", "keyword", "source", "created_at")
     list_filter = ("source", "shortcode", "keyword", "created_at")
     search_fields = ("=phone",)
@@ -593,9 +591,6 @@ class SuppressionAdmin(PhoneMaskingAdminMixin, admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # An opt-out is a fact; to lift it the subscriber sends START or staff delete the row.
         return False
-
-    def get_search_results(self, request, queryset, search_term):
-        return exact_search_results(queryset, search_term, tuple(f.lstrip("=") for f in self.search_fields))
 
     def save_model(self, request, obj, form, change):
         obj.phone = to_e164(obj.phone, region=settings.SMS_DEFAULT_REGION)
