@@ -2,14 +2,15 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/smsgate_bench REDIS_URL=redis://127.0.0.1:6379/6 \
     CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/bench \
-    .venv/bin/python bench/worker_cost.py [--messages 1000] [--profile]
+    .venv/bin/python bench/worker_cost.py [--messages 1000] [--batch 20] [--profile]
 
 Set up as bench/peers/smsgate.sh sets up the whole-loop peer: shortcode 57675 on the
 generic provider, its outbound_url a local sink (bench/sink.py, in its own process so its
 CPU is not counted), DLT off, no inbound limit, 10,000 messages/s. N inbound SMS "2" (the
 demo balance, each from its own phone) are stored first through message_receive; then
-each is handled (inbound_handle, the body of the handle_inbound task) and every deliver
-task that handling published is run (message_deliver, the body of the deliver task).
+they are handled --batch at a time (inbound_batch_handle, the body of the
+handle_inbound_batch task the dispatcher queues; --batch 1 is one SMS a task) and every
+deliver task that handling published is run (message_deliver, the body of the deliver task).
 The broker (any: RabbitMQ or Redis) takes what is published and nothing consumes it (its
 queues are emptied at the start and the end); without one the tasks would run at once,
 inside message_receive, and nothing would be left to time.
@@ -71,7 +72,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from commands.models import Shortcode  # noqa: E402
 from commands.services import registry_changed  # noqa: E402
-from conversations.handling import inbound_handle  # noqa: E402
+from conversations.handling import inbound_batch_handle  # noqa: E402
 from conversations.receiving import message_receive  # noqa: E402
 from delivery.deliver import message_deliver  # noqa: E402
 from delivery.models import Message  # noqa: E402
@@ -85,8 +86,10 @@ def main():
     parser.add_argument("--messages", type=int, default=1000, help="timed messages")
     parser.add_argument("--counted", type=int, default=200, help="messages whose statements are counted")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=settings.INBOUND_BATCH_SIZE, help="messages per task")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    BATCH["size"] = args.batch
     if not current_app.conf.broker_url or settings.CELERY_TASK_ALWAYS_EAGER:
         sys.exit("set CELERY_BROKER_URL: without a broker the tasks run inside message_receive")
     logs_to_file(ROOT / "var" / "worker-cost.log")
@@ -121,7 +124,7 @@ def main():
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     print(f"{database}, {cache}, broker {current_app.conf.broker_url.split('://')[0]}; sink on :{SINK_PORT}")
-    print(f"timed {len(timed)} messages, counted {len(counted)}")
+    print(f"timed {len(timed)} messages, counted {len(counted)}, {args.batch} to a task")
     print(f"CPU ms/message          {figures['cpu_ms']:.2f}")
     print(f"wall ms/message         {figures['wall_ms']:.2f}")
     print(f"Postgres CPU ms/message {figures['database_cpu_ms']:.2f}  (this process's backend)")
@@ -197,16 +200,20 @@ def deliver_task_note(sender=None, body=None, **kwargs):
         published_deliveries.append(body[0][0])
 
 
-def handle_one(message_id: int) -> None:
-    """What the worker runs for one inbound SMS: handle_inbound, then each deliver task it queued."""
-    inbound_handle(message_id=message_id)
+def handle_batch(message_ids: list[int]) -> None:
+    """What the worker runs for one batch: handle_inbound_batch's body, then each deliver task it queued."""
+    inbound_batch_handle(message_ids=message_ids)
     while published_deliveries:
         message_deliver(message_id=published_deliveries.pop(0))
 
 
 def handle_all(ids: list[int]) -> None:
-    for message_id in ids:
-        handle_one(message_id)
+    for start in range(0, len(ids), BATCH["size"]):
+        handle_batch(ids[start : start + BATCH["size"]])
+
+
+# Messages per handle_inbound_batch task (--batch).
+BATCH = {"size": settings.INBOUND_BATCH_SIZE}
 
 
 def time_pass(ids: list[int], *, profile: bool) -> dict:

@@ -1,5 +1,6 @@
 """Subscribers and their support tickets, as the demo services record them."""
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -18,25 +19,27 @@ _touched: OrderedDict[str, float] = OrderedDict()
 _touched_lock = threading.Lock()
 
 
-def contact_touch(*, phone: str) -> None:
+def contacts_touch(*, phones: list[str]) -> None:
     """
-    Remember a subscriber from their first SMS (one INSERT ... ON CONFLICT DO NOTHING),
-    once per CONTACT_TOUCH_MEMORY_SECONDS per process: a phone seen lately is known. Only
-    what commits is remembered, so a rolled-back touch is tried again.
+    Remember subscribers from their first SMS (one INSERT ... ON CONFLICT DO NOTHING for
+    all), each once per CONTACT_TOUCH_MEMORY_SECONDS per process: a phone seen lately is
+    known. Only what commits is remembered, so a rolled-back touch is tried again.
     """
     now = time.monotonic()
     with _touched_lock:
-        seen = _touched.get(phone)
-        if seen is not None and now - seen < CONTACT_TOUCH_MEMORY_SECONDS:
-            return
-    Contact.objects.bulk_create([Contact(phone=phone)], ignore_conflicts=True)
-    transaction.on_commit(lambda: _touch_remember(phone, now))
+        seen = {phone for phone in phones if now - _touched.get(phone, -math.inf) < CONTACT_TOUCH_MEMORY_SECONDS}
+    unseen = sorted(set(phones) - seen)
+    if not unseen:
+        return
+    Contact.objects.bulk_create([Contact(phone=phone) for phone in unseen], ignore_conflicts=True)
+    transaction.on_commit(lambda: _touch_remember(unseen, now))
 
 
-def _touch_remember(phone: str, at: float) -> None:
+def _touch_remember(phones: list[str], at: float) -> None:
     with _touched_lock:
-        _touched[phone] = at
-        _touched.move_to_end(phone)
+        for phone in phones:
+            _touched[phone] = at
+            _touched.move_to_end(phone)
         while len(_touched) > CONTACT_TOUCH_MEMORY_SIZE:
             _touched.popitem(last=False)
 

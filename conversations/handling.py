@@ -10,19 +10,24 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from commands.models import Shortcode
 from commands.services import shortcode_get
-from conversations.contacts import contact_touch
+from conversations.contacts import contacts_touch
 from conversations.conversation import conversation_step
 from conversations.optout import opt_keyword_handle
-from conversations.queue_handler import QueuedWorkNotPublished, queued_work_collect, queued_work_publish
+from conversations.queue_handler import (
+    QueuedWork,
+    QueuedWorkNotPublished,
+    queued_work_collect,
+    queued_work_publish,
+)
 from conversations.receiving import CONSOLE_SIMULATOR_PROVIDER, SIMULATOR_PROVIDERS
 from delivery.correlation import correlation_bind, message_correlation_id, message_event
 from delivery.models import Message
-from delivery.outbound import message_send
+from delivery.outbound import SendRequest, messages_send
 from delivery.send_options import send_options_for
 from delivery.statuses import Direction, Status
 from delivery.throttle import lock_acquire, lock_release, window_count
@@ -35,113 +40,206 @@ SIMULATED_REPLY_PROVIDER = "console"
 
 def inbound_handle(*, message_id: int) -> Message | None:
     """
-    Handle a stored inbound SMS once and send its reply; returns the reply, if any.
-
-    Messages from one phone to one shortcode are handled one at a time and in the
-    order they were stored: under a short per-phone lock, every earlier unhandled
-    message of that phone is handled first. The row lock and the `received` guard
-    make a task that runs twice produce one reply. Each reply's first attempt is made
-    here, still under the lock (reply_send), so a phone's replies leave in order.
+    Handle a stored inbound SMS once and send its reply (inbound_batch_handle for one);
+    returns the reply, if any. Raises PhoneBusy while another run handles its phone.
     """
-    # Only what the lock needs: the row itself is read under the lock.
-    found = Message.objects.filter(id=message_id, direction=Direction.INBOUND, status=Status.RECEIVED)
-    shortcode_phone = found.values_list("shortcode", "phone").first()
-    if shortcode_phone is None:
-        return None
-    shortcode, phone = shortcode_phone
-    lock_key = f"phone:{shortcode}:{phone}"
-    if not lock_acquire(lock_key, timeout=settings.PHONE_LOCK_SECONDS):
-        raise PhoneBusy(phone)
+    handled = inbound_batch_handle(message_ids=[message_id])
+    if handled.busy:
+        raise PhoneBusy(message_id)
+    return handled.replies.get(message_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class InboundBatch:
+    """What inbound_batch_handle did: the reply of each SMS it handled (None: no reply), and the ids it left."""
+
+    replies: dict[int, Message | None]
+    busy: list[int]
+
+
+def inbound_batch_handle(*, message_ids: list[int]) -> InboundBatch:
+    """
+    Handle stored inbound SMS once each and send their replies; the ids of those whose
+    phone another run is handling come back as `busy`, for the caller to try again.
+
+    Messages from one phone to one shortcode are handled one at a time and in the order
+    they were stored: under a short per-phone lock, every earlier unhandled message of
+    that phone is handled with them. The `received` guard under a row lock makes a batch
+    that runs twice produce one reply each. Each reply's first attempt is made here, in
+    order, still under the locks (messages_deliver_here), so a phone's replies leave in
+    order.
+    """
+    rows = Message.objects.filter(id__in=message_ids, direction=Direction.INBOUND, status=Status.RECEIVED)
+    phones = sorted(set(rows.values_list("shortcode", "phone")))
+    locked, busy = [], set()
     try:
-        # This message, if still `received`, and the phone's earlier ones, oldest first.
-        pending = Message.objects.filter(
-            direction=Direction.INBOUND, status=Status.RECEIVED, shortcode=shortcode, phone=phone, id__lte=message_id
-        ).order_by("id")
-        # The provider's raw payload is kept for people, never read to answer.
-        for message in pending.defer("raw_payload"):
-            reply = _inbound_handle_one(message)
-            if message.id == message_id:
-                return reply
-        return None
+        for shortcode, phone in phones:
+            if lock_acquire(f"phone:{shortcode}:{phone}", timeout=settings.PHONE_LOCK_SECONDS):
+                locked.append((shortcode, phone))
+            else:
+                busy.add((shortcode, phone))
+        replies = _inbound_answers_handle(_pending(locked, up_to=max(message_ids))) if locked else {}
     finally:
-        lock_release(lock_key)
+        for shortcode, phone in locked:
+            lock_release(f"phone:{shortcode}:{phone}")
+    busy_ids = [i for i, *pair in rows.values_list("id", "shortcode", "phone") if tuple(pair) in busy] if busy else []
+    return InboundBatch(replies={i: replies[i] for i in message_ids if i in replies}, busy=busy_ids)
 
 
 class PhoneBusy(Exception):
     """Another worker is handling this phone's messages; try again in a moment."""
 
 
-def _inbound_handle_one(inbound: Message) -> Message | None:
-    """
-    Handle one stored inbound SMS, read `received` under the phone's lock: compute its
-    reply with no transaction open, then store it.
+def _pending(phones: list[tuple[str, str]], *, up_to: int) -> list[Message]:
+    """The `received` inbound SMS of these (shortcode, phone) pairs up to id `up_to`, oldest first."""
+    wanted = set(phones)
+    pending = Message.objects.filter(
+        direction=Direction.INBOUND,
+        status=Status.RECEIVED,
+        phone__in={phone for _, phone in phones},
+        shortcode__in={shortcode for shortcode, _ in phones},
+        id__lte=up_to,
+    ).order_by("id")
+    # The provider's raw payload is kept for people, never read to answer.
+    return [message for message in pending.defer("raw_payload") if (message.shortcode, message.phone) in wanted]
 
-    A handler may call another system (the `http` handler), so the reply text is computed
-    before any transaction starts: no transaction or row lock is held while it waits.
+
+@dataclasses.dataclass
+class InboundAnswer:
+    """What handling decided for one inbound SMS before anything is stored (_inbound_answer_compute)."""
+
+    inbound: Message
+    shortcode: Shortcode | None
+    started: float
+    status: str = Status.HANDLED
+    flag: dict = dataclasses.field(default_factory=dict)
+    outcome: str = "no_reply"
+    answered: bool = False  # a subscriber's SMS the shortcode answers: its contact is remembered
+    text: str = ""
+    ignore_suppression: bool = False
+    command: str = ""
+    queued: list[QueuedWork] = dataclasses.field(default_factory=list)
+
+
+def _inbound_answers_handle(pending: list[Message]) -> dict[int, Message | None]:
+    """
+    Answer stored inbound SMS read `received` under their phones' locks: compute each
+    reply with no transaction open, in order, then store them all in one transaction.
+
+    A handler may call another system (the `http` handler), so the replies are computed
+    before any transaction starts: no transaction or row lock is held while one waits.
     Handlers that write only our database run in their own transaction (handler_run).
-    Then one short transaction marks the row handled if it is still `received` (one
-    conditional UPDATE: the row's lock and the check at once), stores the reply and queues
-    its delivery. One reply per inbound: the per-phone lock of `inbound_handle` keeps a
-    phone's messages serial, and the conditional update drops the reply of a second run.
-    Trade-off: a run that dies between computing and storing leaves the row `received`,
-    and the next run (task retry or sweep) runs the handler again, so an endpoint may be
-    called twice for one SMS.
+    Then one short transaction marks the rows handled if they are still `received` (read
+    under a row lock), stores the replies, and publishes the work `queue` commands
+    recorded; their first attempts follow its commit. One reply per inbound: the per-phone
+    locks keep a phone's messages serial, and the `received` guard drops the replies of a
+    second run. A message whose computing fails is logged and left `received` for the
+    inbound sweep, with its phone's later ones. Trade-off: a run that dies between
+    computing and storing leaves its rows `received`, and the next run (task retry or
+    sweep) runs their handlers again, so an endpoint may be called twice for one SMS.
+    Returns the reply of each message stored (None: handled, no reply).
     """
-    # Every line logged while the message is handled, its reply's included, carries its id.
-    with correlation_bind(message_correlation_id(inbound)):
-        return _inbound_answer(inbound)
+    answers, failed_phones = [], set()
+    for inbound in pending:
+        if (inbound.shortcode, inbound.phone) in failed_phones:
+            continue
+        # Every line logged while the message is handled, its reply's included, carries its id.
+        with correlation_bind(message_correlation_id(inbound)):
+            try:
+                answers.append(_inbound_answer_compute(inbound))
+            except OperationalError:
+                raise
+            except Exception:
+                logger.exception("inbound %s not handled: left for the inbound sweep", inbound.id)
+                failed_phones.add((inbound.shortcode, inbound.phone))
+    try:
+        replies = _inbound_answers_store(answers)
+    except QueuedWorkNotPublished as exc:
+        logger.warning("inbound %s left for the inbound sweep: %s", [a.inbound.id for a in answers], exc)
+        return {}
+    for answer in answers:
+        if answer.inbound.id not in replies:
+            continue
+        reply = replies[answer.inbound.id]
+        with correlation_bind(message_correlation_id(answer.inbound)):
+            message_event(
+                "inbound.handled",
+                answer.inbound,
+                command=answer.command,
+                outcome="replied" if reply is not None else answer.outcome,
+                duration_ms=round((time.monotonic() - answer.started) * 1000, 3),
+            )
+    return replies
 
 
-def _inbound_answer(inbound: Message) -> Message | None:
-    """The rest of _inbound_handle_one, for a message still `received`; ends with one inbound.handled event."""
-    started = time.monotonic()
+def _inbound_answer_compute(inbound: Message) -> InboundAnswer:
+    """Decide one inbound SMS's fate and reply text, storing nothing of it (handlers may store their own)."""
     shortcode = shortcode_get(number=inbound.shortcode)
-    status, text, is_opt_out, command = Status.HANDLED, "", False, ""
-    flag = {}
-    outcome = "no_reply"
-    answered = False  # a subscriber's SMS the shortcode answers: its contact is remembered
-    queued = []  # work `queue` commands hand to a task, published as the row is marked handled
+    answer = InboundAnswer(inbound=inbound, shortcode=shortcode, started=time.monotonic())
     if shortcode is None or not shortcode.active:
         logger.warning("inbound %s to unknown or inactive shortcode %r: no reply", inbound.id, inbound.shortcode)
-        outcome = "unknown_shortcode"
+        answer.outcome = "unknown_shortcode"
     elif not inbound_provider_allowed(shortcode=shortcode, provider=inbound.provider):
-        flag = {
+        answer.flag = {
             "error_code": "provider_mismatch",
             "error_message": f"received through {inbound.provider}, but shortcode {shortcode.number} is "
             f"configured for {shortcode.provider}: not answered",
         }
-        logger.warning("inbound %s %s", inbound.id, flag["error_message"])
-        outcome = "provider_mismatch"
+        logger.warning("inbound %s %s", inbound.id, answer.flag["error_message"])
+        answer.outcome = "provider_mismatch"
     elif _over_inbound_limit(shortcode, inbound.phone):
         logger.warning("inbound %s from %s over the rate limit: stored, not answered", inbound.id, inbound.phone)
-        status = Status.RATE_LIMITED
-        outcome = "rate_limited"
+        answer.status, answer.outcome = Status.RATE_LIMITED, "rate_limited"
     else:
-        answered = True
-        # A `queue` command records its task here; it is published with the row's update below.
+        answer.answered = True
+        # A `queue` command records its task here; it is published as the row is marked handled.
         with queued_work_collect(message_id=inbound.id) as queued:
-            text, is_opt_out, command = _reply_text(shortcode, inbound)
-    try:
-        with transaction.atomic():
-            now = timezone.now()
-            marked = Message.objects.filter(id=inbound.id, status=Status.RECEIVED).update(
-                status=status, handled_at=now, updated_at=now, command=command, **flag
+            answer.text, answer.ignore_suppression, answer.command = _reply_text(shortcode, inbound)
+        answer.queued = queued
+    return answer
+
+
+def _inbound_answers_store(answers: list[InboundAnswer]) -> dict[int, Message | None]:
+    """
+    The transaction of _inbound_answers_handle: mark the rows still `received`, remember
+    the subscribers, store the replies and publish the queued work. Returns the reply of
+    each row it marked.
+    """
+    if not answers:
+        return {}
+    with transaction.atomic():
+        ids = [answer.inbound.id for answer in answers]
+        marked = set(
+            Message.objects.select_for_update().filter(id__in=ids, status=Status.RECEIVED).values_list("id", flat=True)
+        )
+        answers = [answer for answer in answers if answer.inbound.id in marked]
+        now = timezone.now()
+        # One UPDATE per outcome: a batch's rows mostly share theirs.
+        outcomes: dict[tuple, list[int]] = {}
+        for answer in answers:
+            outcome = (answer.status, answer.command, tuple(answer.flag.items()))
+            outcomes.setdefault(outcome, []).append(answer.inbound.id)
+        for (status, command, flag), outcome_ids in outcomes.items():
+            Message.objects.filter(id__in=outcome_ids).update(
+                status=status, handled_at=now, updated_at=now, command=command, **dict(flag)
             )
-            if not marked:
-                return None
-            if answered:
-                contact_touch(phone=inbound.phone)
-            reply = None
-            if text:
-                reply = reply_send(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=is_opt_out)
-            queued_work_publish(queued)
-    except QueuedWorkNotPublished as exc:
-        logger.warning("inbound %s left for the inbound sweep: %s", inbound.id, exc)
-        return None
-    outcome = "replied" if reply is not None else outcome
-    duration_ms = round((time.monotonic() - started) * 1000, 3)
-    message_event("inbound.handled", inbound, command=command, outcome=outcome, duration_ms=duration_ms)
-    return reply
+        contacts_touch(phones=[answer.inbound.phone for answer in answers if answer.answered])
+        answered = [answer for answer in answers if answer.text]
+        requests = [
+            reply_request(
+                shortcode=answer.shortcode,
+                inbound=answer.inbound,
+                text=answer.text,
+                ignore_suppression=answer.ignore_suppression,
+            )
+            for answer in answered
+        ]
+        # A reply's first attempt is made by the process that handled its SMS, still under
+        # the phone's lock (inbound_batch_handle), so a phone's replies leave in order.
+        replies = messages_send(requests, deliver_here=True)
+        sent = {answer.inbound.id: reply for answer, reply in zip(answered, replies, strict=True)}
+        queued_work_publish([work for answer in answers for work in answer.queued])
+    return {answer.inbound.id: sent.get(answer.inbound.id) for answer in answers}
 
 
 def inbound_provider_allowed(*, shortcode: Shortcode, provider: str) -> bool:
@@ -176,8 +274,16 @@ def _over_inbound_limit(shortcode: Shortcode, phone: str) -> bool:
 
 
 def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_suppression: bool = False) -> Message:
+    """Send a reply through the shortcode's gateway (reply_request), its first attempt made here."""
+    request = reply_request(shortcode=shortcode, inbound=inbound, text=text, ignore_suppression=ignore_suppression)
+    return messages_send([request], deliver_here=True)[0]
+
+
+def reply_request(
+    *, shortcode: Shortcode, inbound: Message, text: str, ignore_suppression: bool = False
+) -> SendRequest:
     """
-    Send a reply through the shortcode's gateway, with its sender, throughput and segment limit.
+    A reply through the shortcode's gateway, with its sender, throughput and segment limit.
 
     The reply to an SMS typed into the admin's simulator (CONSOLE_SIMULATOR_PROVIDER) is
     judged by the same rules (DLT, suppression, segments) but goes through the console
@@ -189,7 +295,7 @@ def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_supp
     options = send_options_for(shortcode, ignore_suppression=ignore_suppression)
     if simulated:
         options = dataclasses.replace(options, provider_config={}, max_mps=None)
-    return message_send(
+    return SendRequest(
         shortcode=shortcode.number,
         phone=inbound.phone,
         body=text,
@@ -197,9 +303,6 @@ def reply_send(*, shortcode: Shortcode, inbound: Message, text: str, ignore_supp
         options=options,
         in_reply_to=inbound,
         segment_limit=shortcode.segment_limit,
-        # A reply's first attempt is made by the process that handled its SMS, still under
-        # the phone's lock (inbound_handle), so a phone's replies leave in order.
-        deliver_here=True,
     )
 
 

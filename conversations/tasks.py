@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from conversations import sweeps
-from conversations.handling import PhoneBusy, inbound_handle
+from conversations.handling import PhoneBusy, inbound_batch_handle, inbound_handle
 from conversations.receiving import HANDLE_INBOUND_BATCH_TASK, HANDLE_INBOUND_TASK
 from delivery.queueing import RETRIES_QUEUE, publish
 
@@ -33,22 +33,22 @@ def handle_inbound(self, message_id: int) -> bool:
 @shared_task(name=HANDLE_INBOUND_BATCH_TASK, bind=True, acks_late=True, max_retries=None)
 def handle_inbound_batch(self, message_ids: list[int]) -> int:
     """
-    Handle stored inbound SMS in turn (the inbound dispatcher's batches); the number of
-    replies queued. A busy phone's message goes on as its own handle_inbound task, after a
-    pause; a database that fails sends the rest of the batch back with a pause; any other
-    error is logged and that message left `received` for the inbound sweep.
+    Handle stored inbound SMS together (the inbound dispatcher's batches: inbound_batch_handle);
+    the number of replies queued. A busy phone's messages go on as their own handle_inbound
+    tasks, after a pause; a database that fails sends the batch back with a pause (what was
+    handled is not handled again); any other error is logged and the batch left `received`
+    for the inbound sweep.
     """
-    replies = 0
-    for position, message_id in enumerate(message_ids):
-        try:
-            replies += inbound_handle(message_id=message_id) is not None
-        except PhoneBusy:
-            publish(HANDLE_INBOUND_TASK, message_id, queue=RETRIES_QUEUE, countdown=0.5)
-        except OperationalError:
-            raise self.retry(args=(message_ids[position:],), countdown=1.0, queue=RETRIES_QUEUE) from None
-        except Exception:
-            logger.exception("inbound %s not handled: left for the inbound sweep", message_id)
-    return replies
+    try:
+        handled = inbound_batch_handle(message_ids=message_ids)
+    except OperationalError:
+        raise self.retry(countdown=1.0, queue=RETRIES_QUEUE) from None
+    except Exception:
+        logger.exception("inbound %s not handled: left for the inbound sweep", message_ids)
+        return 0
+    for message_id in handled.busy:
+        publish(HANDLE_INBOUND_TASK, message_id, queue=RETRIES_QUEUE, countdown=0.5)
+    return sum(reply is not None for reply in handled.replies.values())
 
 
 def _handle_in_process(message_id: int) -> bool:

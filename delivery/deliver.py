@@ -12,7 +12,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Exists, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -84,6 +84,48 @@ def message_deliver(*, message_id: int, final_attempt: bool = False, message: Me
     # Every line logged while the message is sent carries the id of the SMS it answers.
     with correlation_bind(message_correlation_id(message)):
         return _message_hand_over(message, final_attempt=final_attempt, suppression_checked=suppression_checked)
+
+
+def messages_claim_fresh(messages: list[Message]) -> set[int]:
+    """
+    message_deliver's claim for many messages this process stored a moment ago (their first
+    attempts in process), in one statement: `queued -> sending`, counting the attempt, for
+    those still queued and due with the attempt count as read, not on the suppression list,
+    and not a bind's (SMPP). Returns the ids claimed; the rest are left as they are, for
+    message_deliver's own claim to judge one by one.
+    """
+    attempts = {message.id: message.attempts for message in messages}
+    if not attempts:
+        return set()
+    now = timezone.now()
+    # suppression_get's rule: the shortcode's own opt-out or an all-shortcodes one.
+    opted_out = Suppression.objects.filter(
+        Q(shortcode=OuterRef("shortcode")) | Q(shortcode=""), phone=OuterRef("phone")
+    )
+    with transaction.atomic():
+        due = (
+            Message.objects.select_for_update(of=("self",))
+            .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+            .filter(id__in=attempts, direction=Direction.OUTBOUND, status=Status.QUEUED)
+            .exclude(provider__in=_bind_provider_slugs())
+            .exclude(Exists(opted_out))
+            .values_list("id", "attempts")
+        )
+        claimed = {message_id for message_id, count in due if attempts[message_id] == count}
+        if claimed:
+            Message.objects.filter(id__in=claimed).update(
+                status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now
+            )
+    for message in messages:
+        if message.id in claimed:
+            message.status, message.attempts = Status.SENDING, message.attempts + 1
+    return claimed
+
+
+def message_hand_over_claimed(message: Message) -> str:
+    """message_deliver for a message messages_claim_fresh claimed (suppression checked): the rest of its send."""
+    with correlation_bind(message_correlation_id(message)):
+        return _message_hand_over(message, final_attempt=False, suppression_checked=True)
 
 
 def _message_hand_over(message: Message, *, final_attempt: bool, suppression_checked: bool = False) -> str:

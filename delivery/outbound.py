@@ -5,6 +5,8 @@ and sending failed ones again. The deliver task does the sending (delivery/deliv
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -12,14 +14,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from delivery.correlation import message_event
-from delivery.deliver import THROTTLED, RetryLater, message_deliver
-from delivery.models import Message
+from delivery.deliver import THROTTLED, RetryLater, message_deliver, message_hand_over_claimed, messages_claim_fresh
+from delivery.models import Message, Suppression
 from delivery.queueing import BULK_QUEUE, REPLIES_QUEUE, RETRIES_QUEUE, enqueue_on_commit, publish
 from delivery.reports import message_fail
 from delivery.segments import segment_info, truncate_to_segments
 from delivery.send_options import SendOptions, send_options_for
 from delivery.statuses import Direction, Status
-from delivery.suppression import suppression_get, suppression_reason
+from delivery.suppression import suppression_reason, suppressions_find
 from delivery.text import clean_text
 from templates.services import promotional_window_next_start, template_resolve
 
@@ -29,10 +31,24 @@ logger = logging.getLogger(__name__)
 DELIVER_TASK = "delivery.tasks.deliver"
 # Error codes of the sends we refuse ourselves (stored `refused`, never sent).
 REFUSAL_CODES = ("opted_out", "dlt_no_template")
+DEFAULT_SEND_OPTIONS = SendOptions()
 
 
-# No savepoint of its own: called inside inbound handling, whose transaction it joins.
-@transaction.atomic(savepoint=False)
+@dataclass(frozen=True)
+class SendRequest:
+    """One outbound message to store and send (message_send's arguments, for messages_send)."""
+
+    shortcode: str
+    phone: str
+    body: str
+    provider: str
+    options: SendOptions | None = None
+    in_reply_to: Message | None = None
+    segment_limit: int | None = None
+    reference: str = ""
+    callback_url: str = ""
+
+
 def message_send(
     *,
     shortcode: str,
@@ -46,11 +62,30 @@ def message_send(
     callback_url: str = "",
     deliver_here: bool = False,
 ) -> Message:
+    """One message through messages_send (which states the rules)."""
+    request = SendRequest(
+        shortcode=shortcode,
+        phone=phone,
+        body=body,
+        provider=provider,
+        options=options,
+        in_reply_to=in_reply_to,
+        segment_limit=segment_limit,
+        reference=reference,
+        callback_url=callback_url,
+    )
+    return messages_send([request], deliver_here=deliver_here)[0]
+
+
+# No savepoint of its own: called inside inbound handling, whose transaction it joins.
+@transaction.atomic(savepoint=False)
+def messages_send(requests: list[SendRequest], *, deliver_here: bool = False) -> list[Message]:
     """
-    Store an outbound message and queue its delivery once the transaction commits; with
-    `deliver_here`, its first attempt is made in this process then (message_deliver_here),
-    unless a first attempt for the same shortcode failed on the gateway in the last
-    DELIVER_HERE_PAUSE_SECONDS.
+    Store outbound messages (one INSERT for all) and queue their delivery once the
+    transaction commits; with `deliver_here`, their first attempts are made in this
+    process then, in order (messages_deliver_here), except for a shortcode whose first
+    attempt failed on the gateway in the last DELIVER_HERE_PAUSE_SECONDS. Returns the
+    stored messages, in the order of `requests`.
 
     A text longer than `segment_limit` segments is cut at a segment boundary with a
     marker (and logged). A number on the suppression list gets nothing: the message is
@@ -70,32 +105,52 @@ def message_send(
     sending system's own id) and `callback_url` (where status changes are POSTed) are
     stored as given.
     """
-    options = options or SendOptions()
-    message = _message_build(
-        shortcode=shortcode,
-        phone=phone,
-        text=_text_fit(body, segment_limit=segment_limit, phone=phone),
-        provider=provider,
-        options=options,
-        in_reply_to=in_reply_to,
-    )
-    message.reference = reference
-    message.callback_url = callback_url
-    if not options.ignore_suppression and _suppressed_refuse(message):
-        message.save()
-        message_event("message.refused", message, reason=message.error_code)
-        return message
-    if options.dlt_header is not None and not _dlt_stamp(message, options.dlt_header):
-        message.save()
-        message_event("message.refused", message, reason=message.error_code)
-        return message
-    message.save()
-    if message.send_after is None and deliver_here and not _deliver_here_paused(shortcode):
-        transaction.on_commit(lambda: message_deliver_here(message))
-    elif message.send_after is None:
-        enqueue_on_commit(DELIVER_TASK, message.id, queue=deliver_queue(options))
-    message_event("message.queued", message, segments=message.segments)
-    return message
+    messages = [_message_build(request) for request in requests]
+    sends = list(zip(messages, [request.options or DEFAULT_SEND_OPTIONS for request in requests], strict=True))
+    checked = {(message.phone, message.shortcode) for message, options in sends if not options.ignore_suppression}
+    suppressions = suppressions_find(pairs=checked)
+    for message, options in sends:
+        if not options.ignore_suppression and _suppressed_refuse(message, suppressions):
+            continue
+        if options.dlt_header is not None:
+            _dlt_stamp(message, options.dlt_header)
+    Message.objects.bulk_create(messages)
+    here = []
+    for message, options in sends:
+        if message.status == Status.REFUSED:
+            message_event("message.refused", message, reason=message.error_code)
+            continue
+        if message.send_after is None and deliver_here and not _deliver_here_paused(message.shortcode):
+            here.append(message)
+        elif message.send_after is None:
+            enqueue_on_commit(DELIVER_TASK, message.id, queue=deliver_queue(options))
+        message_event("message.queued", message, segments=message.segments)
+    if here:
+        transaction.on_commit(lambda: messages_deliver_here(here))
+    return messages
+
+
+def messages_deliver_here(messages: list[Message]) -> dict[int, str]:
+    """
+    The first attempts at messages messages_send stored with `deliver_here`, in order:
+    those that are still queued, due and not suppressed are claimed with one statement
+    (messages_claim_fresh), each of the rest goes through message_deliver_here's own claim.
+    Never raises; a claim that fails leaves them `queued` for the outbox sweep. Returns
+    what became of each, by id (message_deliver_here's outcomes).
+    """
+    try:
+        claimed = messages_claim_fresh(messages)
+    except Exception:
+        ids = [message.id for message in messages]
+        logger.exception("first attempts at messages %s not claimed: left for the outbox sweep", ids)
+        return {}
+    outcomes = {}
+    for message in messages:
+        if message.id in claimed:
+            outcomes[message.id] = _attempt_here(message, lambda message=message: message_hand_over_claimed(message))
+        else:
+            outcomes[message.id] = message_deliver_here(message)
+    return outcomes
 
 
 def message_deliver_here(message: Message) -> str:
@@ -109,8 +164,13 @@ def message_deliver_here(message: Message) -> str:
     `queued` (or `sending`) for the outbox sweep. Never raises: the caller's work is
     committed. Returns what message_deliver returned, or "retry".
     """
+    return _attempt_here(message, lambda: message_deliver(message_id=message.id, message=message))
+
+
+def _attempt_here(message: Message, attempt: Callable[[], str]) -> str:
+    """Run a first attempt in process (message_deliver_here's rules for what fails)."""
     try:
-        return message_deliver(message_id=message.id, message=message)
+        return attempt()
     except RetryLater as exc:
         if str(exc) != THROTTLED:
             _deliver_here_pause(message.shortcode)
@@ -176,27 +236,28 @@ def _text_fit(body: str, *, segment_limit: int | None, phone: str) -> str:
     return text
 
 
-def _message_build(
-    *, shortcode: str, phone: str, text: str, provider: str, options: SendOptions, in_reply_to: Message | None
-) -> Message:
+def _message_build(request: SendRequest) -> Message:
+    text = _text_fit(request.body, segment_limit=request.segment_limit, phone=request.phone)
     info = segment_info(text)
     return Message(
         direction=Direction.OUTBOUND,
         status=Status.QUEUED,
-        shortcode=shortcode,
-        phone=phone,
+        shortcode=request.shortcode,
+        phone=request.phone,
         body=text,
         encoding=info.encoding,
         segments=info.segments,
-        provider=provider,
-        provider_options=options.to_json(),
-        in_reply_to=in_reply_to,
+        provider=request.provider,
+        provider_options=(request.options or DEFAULT_SEND_OPTIONS).to_json(),
+        in_reply_to=request.in_reply_to,
+        reference=request.reference,
+        callback_url=request.callback_url,
     )
 
 
-def _suppressed_refuse(message: Message) -> bool:
-    """Mark the message refused when its number opted out of its shortcode; True when so."""
-    suppression = suppression_get(phone=message.phone, shortcode=message.shortcode)
+def _suppressed_refuse(message: Message, suppressions: dict[tuple[str, str], Suppression]) -> bool:
+    """Mark the message refused when its number opted out of its shortcode (suppressions_find's); True when so."""
+    suppression = suppressions.get((message.phone, message.shortcode))
     if suppression is None:
         return False
     message.status = Status.REFUSED

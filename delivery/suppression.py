@@ -20,6 +20,24 @@ def suppression_get(*, phone: str, shortcode: str) -> Suppression | None:
     return Suppression.objects.filter(phone=phone, shortcode__in=[shortcode, ""]).order_by("-shortcode").first()
 
 
+def suppressions_find(*, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Suppression]:
+    """
+    suppression_get for many (phone, shortcode) pairs in one query: the opt-out that stops
+    each pair's sends, by pair; pairs with none are absent.
+    """
+    if not pairs:
+        return {}
+    phones = {phone for phone, _ in pairs}
+    shortcodes = {shortcode for _, shortcode in pairs} | {""}
+    found: dict[tuple[str, str], Suppression] = {}
+    # Ordered so that a shortcode's own opt-out, read last, wins over an all-shortcodes one.
+    for suppression in Suppression.objects.filter(phone__in=phones, shortcode__in=shortcodes).order_by("shortcode"):
+        for shortcode in {shortcode for phone, shortcode in pairs if phone == suppression.phone}:
+            if suppression.shortcode in (shortcode, ""):
+                found[(suppression.phone, shortcode)] = suppression
+    return found
+
+
 def suppression_add(*, phone: str, shortcode: str, keyword: str, source: str = "sms", message=None) -> Suppression:
     """Put a number on the suppression list for one shortcode ("" = all); opting out twice keeps the first row."""
     suppression, created = Suppression.objects.get_or_create(

@@ -108,20 +108,23 @@ def test_a_batch_handled_twice_answers_once(shortcode):
 
 
 def test_a_failing_message_does_not_stop_its_batch(shortcode, monkeypatch):
-    from conversations import tasks
+    from conversations import handling
 
     messages = [stored(f"+91987650{n:04d}", "2") for n in range(3)]
-    real_handle = tasks.inbound_handle
+    later_of_failing_phone = stored(messages[1].phone, "2")
+    real_step = handling.conversation_step
 
-    def handle(*, message_id):
+    def step(*, message_id, **kwargs):
         if message_id == messages[1].id:
-            raise ValueError("a handler bug")
-        return real_handle(message_id=message_id)
+            raise ValueError("a bug past the handler's own guard")
+        return real_step(message_id=message_id, **kwargs)
 
-    monkeypatch.setattr(tasks, "inbound_handle", handle)
+    monkeypatch.setattr(handling, "conversation_step", step)
     # when
-    replies = handle_inbound_batch.apply(args=([m.id for m in messages],)).get()
-    # then: the others are answered; the failing one stays `received` for the inbound sweep
+    replies = handle_inbound_batch.apply(args=([m.id for m in messages] + [later_of_failing_phone.id],)).get()
+    # then: the other phones are answered; the failing one stays `received` for the inbound
+    # sweep, and so does its phone's later message, which must not be answered before it
     assert replies == 2
-    messages[1].refresh_from_db()
-    assert messages[1].status == Status.RECEIVED
+    for message in (messages[1], later_of_failing_phone):
+        message.refresh_from_db()
+        assert message.status == Status.RECEIVED

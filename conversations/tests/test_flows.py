@@ -147,11 +147,11 @@ def test_a_subscriber_seen_lately_is_not_written_again(
     contacts._touched.clear()
     with freeze_time() as clock:
         with django_capture_on_commit_callbacks(execute=True):
-            contacts.contact_touch(phone=PHONE)
+            contacts.contacts_touch(phones=[PHONE])
         # when: their next SMS, a while later
         clock.tick(seconds_later)
         with django_capture_on_commit_callbacks(execute=True), django_assert_num_queries(inserts):
-            contacts.contact_touch(phone=PHONE)
+            contacts.contacts_touch(phones=[PHONE])
     # then: one row, written again only once the memory has lapsed
     assert Contact.objects.filter(phone=PHONE).count() == 1
     contacts._touched.clear()
