@@ -41,6 +41,11 @@ def _format(headers: dict[str, str], body: str, secrets: list[str]) -> str:
 
 def channel_log_exchanges(*, provider: str, message_id: int | None, exchanges: tuple[HttpExchange, ...]) -> None:
     """Store the API calls one send made."""
+    channel_log_sends([(provider, message_id, exchanges)])
+
+
+def channel_log_sends(sends: list[tuple[str, int | None, tuple[HttpExchange, ...]]]) -> None:
+    """Store the API calls of several sends, each (provider, message id, its exchanges), in one INSERT."""
     secrets = secret_values()
     ChannelLog.objects.bulk_create(
         ChannelLog(
@@ -54,6 +59,7 @@ def channel_log_exchanges(*, provider: str, message_id: int | None, exchanges: t
             elapsed_ms=exchange.elapsed_ms,
             error=redact(exchange.error, secrets),
         )
+        for provider, message_id, exchanges in sends
         for exchange in exchanges
     )
 

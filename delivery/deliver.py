@@ -7,16 +7,16 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from delivery.channel_log import channel_log_exchanges
+from delivery.channel_log import channel_log_exchanges, channel_log_sends
 from delivery.correlation import correlation_bind, message_correlation_id, message_event
 from delivery.models import DeliveryReport, Message, Suppression
 from delivery.providers import UnknownProvider, all_providers, get_provider
@@ -122,13 +122,59 @@ def messages_claim_fresh(messages: list[Message]) -> set[int]:
     return claimed
 
 
-def message_hand_over_claimed(message: Message) -> str:
-    """message_deliver for a message messages_claim_fresh claimed (suppression checked): the rest of its send."""
+def message_hand_over_claimed(message: Message, *, record: "SendsRecord") -> str:
+    """
+    message_deliver for a message messages_claim_fresh claimed (suppression checked): the
+    rest of its send, its success kept in `record`.
+    """
     with correlation_bind(message_correlation_id(message)):
-        return _message_hand_over(message, final_attempt=False, suppression_checked=True)
+        return _message_hand_over(message, final_attempt=False, suppression_checked=True, record=record.sent)
 
 
-def _message_hand_over(message: Message, *, final_attempt: bool, suppression_checked: bool = False) -> str:
+class SendsRecord:
+    """
+    The successful sends of a batch of first attempts (messages_deliver_here). Each send's
+    provider id and `sent` are stored as it returns (one statement: what must not be lost,
+    or the send would be made again); its channel log rows and the check for delivery
+    reports that came before its id are done for all at once by `flush`, which the batch
+    calls at its end. A process that dies before then leaves those log rows unwritten and
+    such early reports for the support queue's unmatched reports.
+    """
+
+    def __init__(self):
+        self.sends: list[tuple[Message, str, SendResult]] = []
+
+    def sent(self, message: Message, result: SendResult) -> None:
+        provider_message_id = result.provider_message_id[:100]
+        _sent_mark(message.id, provider_message_id)
+        self.sends.append((message, provider_message_id, result))
+
+    def flush(self) -> None:
+        sends, self.sends = self.sends, []
+        if not sends:
+            return
+        channel_log_sends([(message.provider, message.id, result.exchanges) for message, _, result in sends])
+        waiting = set(
+            DeliveryReport.objects.filter(
+                message__isnull=True,
+                provider__in={message.provider for message, _, _ in sends},
+                provider_message_id__in={provider_message_id for _, provider_message_id, _ in sends},
+            ).values_list("provider", "provider_message_id")
+        )
+        for message, provider_message_id, _ in sends:
+            if (message.provider, provider_message_id) in waiting:
+                delivery_reports_apply_pending(
+                    message_id=message.id, provider=message.provider, provider_message_id=provider_message_id
+                )
+
+
+def _message_hand_over(
+    message: Message,
+    *,
+    final_attempt: bool,
+    suppression_checked: bool = False,
+    record: Callable[[Message, SendResult], None] | None = None,
+) -> str:
     """The rest of message_deliver, for a claimed message; a call to the provider ends with a message.sent event."""
     options = SendOptions.from_json(message.provider_options)
     if (outcome := _send_rules_recheck(message, options, suppression_checked=suppression_checked)) is not None:
@@ -142,7 +188,7 @@ def _message_hand_over(message: Message, *, final_attempt: bool, suppression_che
         duration_ms = _ms_since(started)
         return _send_error_handle(message, provider, exc, final_attempt=final_attempt, duration_ms=duration_ms)
     duration_ms = _ms_since(started)
-    _send_success_record(message, result)
+    (record or _send_success_record)(message, result)
     message_event("message.sent", message, outcome="sent", duration_ms=duration_ms, error_code="")
     return Status.SENT
 
@@ -394,16 +440,8 @@ def retry_countdown(attempts: int, retry_after: float | None) -> float:
 def _send_success_record(message: Message, result: SendResult) -> None:
     """Store the provider's id, log the calls, and apply the reports that arrived before the id."""
     provider_message_id = result.provider_message_id[:100]
-    now = timezone.now()
-    not_yet_sent = Q(status__in=[Status.QUEUED, Status.SENDING])
     with transaction.atomic():
-        # One UPDATE: keep the id even when a report already moved the message past `sent`.
-        Message.objects.filter(id=message.id).update(
-            provider_message_id=Coalesce("provider_message_id", Value(provider_message_id)),
-            status=Case(When(not_yet_sent, then=Value(Status.SENT)), default=F("status")),
-            sent_at=Case(When(not_yet_sent, then=Value(now)), default=F("sent_at")),
-            updated_at=now,
-        )
+        _sent_mark(message.id, provider_message_id)
         channel_log_exchanges(provider=message.provider, message_id=message.id, exchanges=result.exchanges)
         # Most sends find no report waiting for their id: one indexed look before the full rule.
         waiting = DeliveryReport.objects.filter(
@@ -413,3 +451,34 @@ def _send_success_record(message: Message, result: SendResult) -> None:
             delivery_reports_apply_pending(
                 message_id=message.id, provider=message.provider, provider_message_id=provider_message_id
             )
+
+
+@cache
+def _sent_mark_sql() -> str:
+    # Written once per process: the ORM's Case and Coalesce cost more to compile than the
+    # statement costs to run, on the path every message takes.
+    # Names from the model's own metadata, values all parameters: nothing here comes from input.
+    quote = connection.ops.quote_name
+    table = quote(Message._meta.db_table)
+    pmid, sent_at, status, updated_at, pk = (
+        quote(Message._meta.get_field(name).column)
+        for name in ("provider_message_id", "sent_at", "status", "updated_at", "id")
+    )
+    not_yet_sent = f"{status} IN ('{Status.QUEUED}', '{Status.SENDING}')"
+    return (
+        f"UPDATE {table} SET {pmid} = COALESCE({pmid}, %s), "  # noqa: S608
+        f"{sent_at} = CASE WHEN {not_yet_sent} THEN %s ELSE {sent_at} END, "
+        f"{status} = CASE WHEN {not_yet_sent} THEN '{Status.SENT}' ELSE {status} END, "
+        f"{updated_at} = %s WHERE {pk} = %s"
+    )
+
+
+def _sent_mark(message_id: int, provider_message_id: str) -> None:
+    """
+    The provider took the message: store its id and move it to `sent`, in one statement.
+    The id is kept even when a report already moved the message past `sent` (nor is an
+    id already stored replaced); the status and its time only move forward.
+    """
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_sent_mark_sql(), [provider_message_id, now, now, message_id])

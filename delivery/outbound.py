@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -14,7 +15,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from delivery.correlation import message_event
-from delivery.deliver import THROTTLED, RetryLater, message_deliver, message_hand_over_claimed, messages_claim_fresh
+from delivery.deliver import (
+    THROTTLED,
+    RetryLater,
+    SendsRecord,
+    message_deliver,
+    message_hand_over_claimed,
+    messages_claim_fresh,
+)
 from delivery.models import Message, Suppression
 from delivery.queueing import BULK_QUEUE, REPLIES_QUEUE, RETRIES_QUEUE, enqueue_on_commit, publish
 from delivery.reports import message_fail
@@ -144,12 +152,19 @@ def messages_deliver_here(messages: list[Message]) -> dict[int, str]:
         ids = [message.id for message in messages]
         logger.exception("first attempts at messages %s not claimed: left for the outbox sweep", ids)
         return {}
-    outcomes = {}
-    for message in messages:
-        if message.id in claimed:
-            outcomes[message.id] = _attempt_here(message, lambda message=message: message_hand_over_claimed(message))
-        else:
-            outcomes[message.id] = message_deliver_here(message)
+    outcomes, record = {}, SendsRecord()
+    try:
+        for message in messages:
+            if message.id in claimed:
+                hand_over = partial(message_hand_over_claimed, message, record=record)
+                outcomes[message.id] = _attempt_here(message, hand_over)
+            else:
+                outcomes[message.id] = message_deliver_here(message)
+    finally:
+        try:
+            record.flush()
+        except Exception:
+            logger.exception("channel log of messages %s not written", sorted(claimed))
     return outcomes
 
 
