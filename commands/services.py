@@ -1,7 +1,10 @@
 """Writes and reads of the service registry."""
 
+import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -88,7 +91,29 @@ def registry_changed() -> None:
         _registry.clear()
 
 
+@contextlib.contextmanager
+def registry_pinned() -> Iterator[None]:
+    """
+    Within the block, every lookup uses the registry version read on entering it: one cache
+    read for a batch of lookups instead of one each. An edit made meanwhile is seen by the
+    first lookup after the block. Blocks nest (the outer version holds).
+    """
+    if _pinned_version.get() is not None:
+        yield
+        return
+    token = _pinned_version.set(_registry_version())
+    try:
+        yield
+    finally:
+        _pinned_version.reset(token)
+
+
+_pinned_version: ContextVar[str | None] = ContextVar("registry_pinned_version", default=None)
+
+
 def _registry_version() -> str:
+    if (pinned := _pinned_version.get()) is not None:
+        return pinned
     version = cache.get(REGISTRY_VERSION_KEY)
     if version is None:
         # First reader since the cache was emptied: every process's copy predates the token.

@@ -14,7 +14,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from commands.models import Shortcode
-from commands.services import shortcode_get
+from commands.services import registry_pinned, shortcode_get
 from conversations.contacts import contacts_touch
 from conversations.conversation import conversation_step
 from conversations.optout import opt_keyword_handle
@@ -30,7 +30,7 @@ from delivery.models import Message
 from delivery.outbound import SendRequest, messages_send
 from delivery.send_options import send_options_for
 from delivery.statuses import Direction, Status
-from delivery.throttle import lock_acquire, lock_release, window_count
+from delivery.throttle import locks_acquire, locks_release, window_count
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +70,17 @@ def inbound_batch_handle(*, message_ids: list[int]) -> InboundBatch:
     order.
     """
     rows = Message.objects.filter(id__in=message_ids, direction=Direction.INBOUND, status=Status.RECEIVED)
-    phones = sorted(set(rows.values_list("shortcode", "phone")))
-    locked, busy = [], set()
+    phones = set(rows.values_list("shortcode", "phone"))
+    lock_keys = {f"phone:{shortcode}:{phone}": (shortcode, phone) for shortcode, phone in phones}
+    taken = locks_acquire(sorted(lock_keys), timeout=settings.PHONE_LOCK_SECONDS)
     try:
-        for shortcode, phone in phones:
-            if lock_acquire(f"phone:{shortcode}:{phone}", timeout=settings.PHONE_LOCK_SECONDS):
-                locked.append((shortcode, phone))
-            else:
-                busy.add((shortcode, phone))
-        replies = _inbound_answers_handle(_pending(locked, up_to=max(message_ids))) if locked else {}
+        locked = [lock_keys[key] for key in taken]
+        busy = set(lock_keys.values()) - set(locked)
+        # The registry as it is now, for the whole batch: one look at its version, not one a message.
+        with registry_pinned():
+            replies = _inbound_answers_handle(_pending(locked, up_to=max(message_ids))) if locked else {}
     finally:
-        for shortcode, phone in locked:
-            lock_release(f"phone:{shortcode}:{phone}")
+        locks_release(taken)
     busy_ids = [i for i, *pair in rows.values_list("id", "shortcode", "phone") if tuple(pair) in busy] if busy else []
     return InboundBatch(replies={i: replies[i] for i in message_ids if i in replies}, busy=busy_ids)
 

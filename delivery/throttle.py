@@ -112,3 +112,20 @@ def lock_acquire(key: str, *, timeout: int) -> bool:
 
 def lock_release(key: str) -> None:
     cache.delete(f"lock:{key}")
+
+
+def locks_acquire(keys: list[str], *, timeout: int) -> list[str]:
+    """lock_acquire for many keys in one round trip (a pipeline on Redis); the keys it took."""
+    connection = _redis()
+    if connection is None:
+        return [key for key in keys if lock_acquire(key, timeout=timeout)]
+    pipeline = connection.pipeline(transaction=False)
+    for key in keys:
+        pipeline.set(cache.make_key(f"lock:{key}"), "1", nx=True, ex=timeout)
+    return [key for key, taken in zip(keys, pipeline.execute(), strict=True) if taken]
+
+
+def locks_release(keys: list[str]) -> None:
+    """lock_release for many keys in one round trip."""
+    if keys:
+        cache.delete_many([f"lock:{key}" for key in keys])
