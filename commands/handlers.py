@@ -8,7 +8,8 @@ from the same phone. Register one with `@handler("key")`; apps register theirs i
 
 A handler runs inside its own transaction unless it is registered with
 `transactional=False`: one that calls another system must not hold a database
-transaction (and its locks) open while it waits. A handler may also register
+transaction (and its locks) open while it waits, and one that only reads needs none
+(it then costs no BEGIN and COMMIT). A handler may also register
 `validate_config(config)`, which raises ValidationError for a Command.config it
 cannot run with; Command.clean calls it, so nothing unsafe is saved.
 """

@@ -25,7 +25,7 @@ from delivery.reports import delivery_reports_apply_pending, message_fail
 from delivery.send_options import SendOptions
 from delivery.statuses import Direction, Status
 from delivery.suppression import carrier_opt_out_record, suppression_get, suppression_reason
-from delivery.throttle import token_bucket_take
+from delivery.throttle import token_bucket_take, token_bucket_wait
 from templates.services import promotional_window_next_start, template_resolve
 
 logger = logging.getLogger(__name__)
@@ -122,13 +122,39 @@ def messages_claim_fresh(messages: list[Message]) -> set[int]:
     return claimed
 
 
-def message_hand_over_claimed(message: Message, *, record: "SendsRecord") -> str:
+def message_hand_over_claimed(message: Message, *, record: "SendsRecord", throughput_paid: bool = False) -> str:
     """
     message_deliver for a message messages_claim_fresh claimed (suppression checked): the
-    rest of its send, its success kept in `record`.
+    rest of its send, its success kept in `record`; with `throughput_paid`, its share of the
+    shortcode's throughput was taken already (messages_throughput_take).
     """
     with correlation_bind(message_correlation_id(message)):
-        return _message_hand_over(message, final_attempt=False, suppression_checked=True, record=record.sent)
+        return _message_hand_over(
+            message, final_attempt=False, suppression_checked=True, record=record.sent, throughput_paid=throughput_paid
+        )
+
+
+def messages_throughput_take(messages: list[Message]) -> set[int]:
+    """
+    _throughput_take for a batch of claimed messages at once: one take per shortcode for
+    all its messages' segments, when its bucket has them now. Returns the ids paid for; the
+    others (a bucket short of tokens, or a batch costing more than the bucket can hold)
+    each take their own as they are sent.
+    """
+    groups: dict[tuple[str, float, bool], list[Message]] = {}
+    for message in messages:
+        options = SendOptions.from_json(message.provider_options)
+        if options.max_mps:
+            groups.setdefault((message.shortcode, float(options.max_mps), options.bulk), []).append(message)
+    paid: set[int] = set()
+    for (shortcode, rate, bulk), group in groups.items():
+        cost = sum(max(message.segments, 1) for message in group)
+        floor = rate * settings.BULK_REPLY_RESERVE if bulk else 0.0
+        # token_bucket_wait charges a cost over what the bucket holds as that much: not a batch's to use.
+        affordable = cost <= max(rate, 1.0) - floor
+        if affordable and not token_bucket_wait(f"mps:{shortcode}", rate=rate, cost=cost, floor=floor):
+            paid.update(message.id for message in group)
+    return paid
 
 
 class SendsRecord:
@@ -174,12 +200,14 @@ def _message_hand_over(
     final_attempt: bool,
     suppression_checked: bool = False,
     record: Callable[[Message, SendResult], None] | None = None,
+    throughput_paid: bool = False,
 ) -> str:
     """The rest of message_deliver, for a claimed message; a call to the provider ends with a message.sent event."""
     options = SendOptions.from_json(message.provider_options)
     if (outcome := _send_rules_recheck(message, options, suppression_checked=suppression_checked)) is not None:
         return outcome
-    _throughput_take(message, options)
+    if not throughput_paid:
+        _throughput_take(message, options)
     provider = get_provider(message.provider)
     started = time.monotonic()
     try:

@@ -22,6 +22,7 @@ from delivery.deliver import (
     message_deliver,
     message_hand_over_claimed,
     messages_claim_fresh,
+    messages_throughput_take,
 )
 from delivery.models import Message, Suppression
 from delivery.queueing import BULK_QUEUE, REPLIES_QUEUE, RETRIES_QUEUE, enqueue_on_commit, publish
@@ -152,11 +153,17 @@ def messages_deliver_here(messages: list[Message]) -> dict[int, str]:
         ids = [message.id for message in messages]
         logger.exception("first attempts at messages %s not claimed: left for the outbox sweep", ids)
         return {}
+    try:
+        paid = messages_throughput_take([message for message in messages if message.id in claimed])
+    except Exception:
+        logger.exception("throughput of messages %s not taken at once: each takes its own", sorted(claimed))
+        paid = set()
     outcomes, record = {}, SendsRecord()
     try:
         for message in messages:
             if message.id in claimed:
-                hand_over = partial(message_hand_over_claimed, message, record=record)
+                paid_for = message.id in paid
+                hand_over = partial(message_hand_over_claimed, message, record=record, throughput_paid=paid_for)
                 outcomes[message.id] = _attempt_here(message, hand_over)
             else:
                 outcomes[message.id] = message_deliver_here(message)

@@ -12,7 +12,8 @@ from conversations.models import Contact
 from demo.models import Account
 
 
-@handler("balance", description="Reply with the contact's balance.")
+# It only reads: no transaction of its own.
+@handler("balance", description="Reply with the contact's balance.", transactional=False)
 def balance(ctx: HandlerContext) -> HandlerResult:
     contact = Contact.objects.filter(phone=ctx.phone, registered_at__isnull=False).first()
     if contact is None:

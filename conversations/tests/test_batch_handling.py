@@ -5,16 +5,19 @@ phone or send meets leaves the rest of the batch alone.
 """
 
 import pytest
+from freezegun import freeze_time
 
 from commands.services import REGISTRY_VERSION_KEY, registry_pinned, shortcode_get
 from conftest import FakeResponse
 from conversations.handling import inbound_batch_handle
 from conversations.tests.factories import ASK_NAME, BALANCE, SHORTCODE, registered, service_shortcode
 from delivery import outbound
+from delivery.deliver import messages_throughput_take
 from delivery.models import ChannelLog, DeliveryReport, Message
+from delivery.send_options import SendOptions
 from delivery.statuses import Direction, Status
 from delivery.suppression import suppression_add, suppression_get, suppressions_find
-from delivery.throttle import lock_acquire, lock_release
+from delivery.throttle import lock_acquire, lock_release, token_bucket_wait
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +186,36 @@ def test_a_registry_edit_reaches_a_batch_at_its_next_lookup_after_it(gateway):
         assert shortcode_get(number=SHORTCODE) is before
     # and: the next lookup reads the edit
     assert shortcode_get(number=SHORTCODE) is not before
+
+
+@pytest.mark.parametrize(
+    "tokens_left,paid",
+    [(10, 3), (3, 3), (2, 0)],
+    ids=["a full bucket", "just enough", "too few: each takes its own as it is sent"],
+)
+def test_a_batch_takes_the_shortcodes_throughput_at_once_when_the_bucket_has_it(gateway, tokens_left, paid):
+    # given: three replies of a 10-messages-a-second shortcode, part of this second's budget spent
+    replies = [
+        Message.objects.create(
+            direction=Direction.OUTBOUND,
+            status=Status.SENDING,
+            shortcode=SHORTCODE,
+            provider="generic",
+            phone=phone,
+            body=BALANCE,
+            segments=1,
+            provider_options=SendOptions(max_mps=10).to_json(),
+        )
+        for phone in PHONES[:3]
+    ]
+    with freeze_time():
+        if tokens_left < 10:
+            assert token_bucket_wait(f"mps:{SHORTCODE}", rate=10, cost=10 - tokens_left) == 0
+        # when
+        taken = messages_throughput_take(replies)
+        # then: all three paid for in one take, or none, the bucket untouched
+        assert len(taken) == paid
+        left = tokens_left - paid
+        if left:
+            assert token_bucket_wait(f"mps:{SHORTCODE}", rate=10, cost=left) == 0
+        assert token_bucket_wait(f"mps:{SHORTCODE}", rate=10, cost=1) > 0
