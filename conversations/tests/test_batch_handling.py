@@ -34,16 +34,14 @@ def gateway(provider_server, settings):
     outbound._deliver_here_paused_until.clear()
 
 
+def message_row(phone: str, text: str, **fields) -> Message:
+    """A message of the shortcode on the generic provider; by default an inbound row as the webhook leaves it."""
+    fields = {"direction": Direction.INBOUND, "status": Status.RECEIVED} | fields
+    return Message.objects.create(shortcode=SHORTCODE, provider="generic", phone=phone, body=text, **fields)
+
+
 def stored(phone: str, text: str) -> Message:
-    """An inbound row as the webhook leaves it."""
-    return Message.objects.create(
-        direction=Direction.INBOUND,
-        status=Status.RECEIVED,
-        shortcode=SHORTCODE,
-        provider="generic",
-        phone=phone,
-        body=text,
-    )
+    return message_row(phone, text)
 
 
 def reply_of(message: Message) -> Message:
@@ -195,17 +193,9 @@ def test_a_registry_edit_reaches_a_batch_at_its_next_lookup_after_it(gateway):
 )
 def test_a_batch_takes_the_shortcodes_throughput_at_once_when_the_bucket_has_it(gateway, tokens_left, paid):
     # given: three replies of a 10-messages-a-second shortcode, part of this second's budget spent
+    options = SendOptions(max_mps=10).to_json()
     replies = [
-        Message.objects.create(
-            direction=Direction.OUTBOUND,
-            status=Status.SENDING,
-            shortcode=SHORTCODE,
-            provider="generic",
-            phone=phone,
-            body=BALANCE,
-            segments=1,
-            provider_options=SendOptions(max_mps=10).to_json(),
-        )
+        message_row(phone, BALANCE, direction=Direction.OUTBOUND, status=Status.SENDING, provider_options=options)
         for phone in PHONES[:3]
     ]
     with freeze_time():
