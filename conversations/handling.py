@@ -51,7 +51,11 @@ def inbound_handle(*, message_id: int) -> Message | None:
 
 @dataclasses.dataclass(frozen=True)
 class InboundBatch:
-    """What inbound_batch_handle did: the reply of each SMS it handled (None: no reply), and the ids it left."""
+    """
+    What inbound_batch_handle did: the reply of each SMS it handled (None: no reply), and
+    the ids it handed back untouched, for another run (their phone was busy, or the batch
+    had used half its locks' time).
+    """
 
     replies: dict[int, Message | None]
     busy: list[int]
@@ -60,7 +64,9 @@ class InboundBatch:
 def inbound_batch_handle(*, message_ids: list[int]) -> InboundBatch:
     """
     Handle stored inbound SMS once each and send their replies; the ids of those whose
-    phone another run is handling come back as `busy`, for the caller to try again.
+    phone another run is handling come back as `busy`, for the caller to try again, and
+    so do those the batch did not reach within half of PHONE_LOCK_SECONDS (slow handlers
+    or gateway): its locks must outlast its work.
 
     Messages from one phone to one shortcode are handled one at a time and in the order
     they were stored: under a short per-phone lock, every earlier unhandled message of
@@ -73,15 +79,19 @@ def inbound_batch_handle(*, message_ids: list[int]) -> InboundBatch:
     phones = set(rows.values_list("shortcode", "phone"))
     lock_keys = {f"phone:{shortcode}:{phone}": (shortcode, phone) for shortcode, phone in phones}
     taken = locks_acquire(sorted(lock_keys), timeout=settings.PHONE_LOCK_SECONDS)
+    deadline = time.monotonic() + settings.PHONE_LOCK_SECONDS / 2
+    replies, left = {}, set()
     try:
         locked = [lock_keys[key] for key in taken]
         busy = set(lock_keys.values()) - set(locked)
         # The registry as it is now, for the whole batch: one look at its version, not one a message.
         with registry_pinned():
-            replies = _inbound_answers_handle(_pending(locked, up_to=max(message_ids))) if locked else {}
+            if locked:
+                replies, left = _inbound_answers_handle(_pending(locked, up_to=max(message_ids)), deadline=deadline)
     finally:
         locks_release(taken)
     busy_ids = [i for i, *pair in rows.values_list("id", "shortcode", "phone") if tuple(pair) in busy] if busy else []
+    busy_ids += [i for i in message_ids if i in left]
     return InboundBatch(replies={i: replies[i] for i in message_ids if i in replies}, busy=busy_ids)
 
 
@@ -120,7 +130,7 @@ class InboundAnswer:
     queued: list[QueuedWork] = dataclasses.field(default_factory=list)
 
 
-def _inbound_answers_handle(pending: list[Message]) -> dict[int, Message | None]:
+def _inbound_answers_handle(pending: list[Message], *, deadline: float) -> tuple[dict[int, Message | None], set[int]]:
     """
     Answer stored inbound SMS read `received` under their phones' locks: compute each
     reply with no transaction open, in order, then store them all in one transaction.
@@ -136,10 +146,16 @@ def _inbound_answers_handle(pending: list[Message]) -> dict[int, Message | None]
     inbound sweep, with its phone's later ones. Trade-off: a run that dies between
     computing and storing leaves its rows `received`, and the next run (task retry or
     sweep) runs their handlers again, so an endpoint may be called twice for one SMS.
-    Returns the reply of each message stored (None: handled, no reply).
+    Past `deadline` (time.monotonic()) no further message is computed: those left are
+    not touched. Returns the reply of each message stored (None: handled, no reply) and
+    the ids of those left.
     """
-    answers, failed_phones = [], set()
-    for inbound in pending:
+    answers, failed_phones, left = [], set(), set()
+    for position, inbound in enumerate(pending):
+        if answers and time.monotonic() > deadline:
+            left = {message.id for message in pending[position:]}
+            logger.warning("inbound %s handed back: the batch used half its phone locks' time", sorted(left))
+            break
         if (inbound.shortcode, inbound.phone) in failed_phones:
             continue
         # Every line logged while the message is handled, its reply's included, carries its id.
@@ -155,7 +171,7 @@ def _inbound_answers_handle(pending: list[Message]) -> dict[int, Message | None]
         replies = _inbound_answers_store(answers)
     except QueuedWorkNotPublished as exc:
         logger.warning("inbound %s left for the inbound sweep: %s", [a.inbound.id for a in answers], exc)
-        return {}
+        return {}, left
     for answer in answers:
         if answer.inbound.id not in replies:
             continue
@@ -168,7 +184,7 @@ def _inbound_answers_handle(pending: list[Message]) -> dict[int, Message | None]
                 outcome="replied" if reply is not None else answer.outcome,
                 duration_ms=round((time.monotonic() - answer.started) * 1000, 3),
             )
-    return replies
+    return replies, left
 
 
 def _inbound_answer_compute(inbound: Message) -> InboundAnswer:

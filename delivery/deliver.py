@@ -233,7 +233,7 @@ def message_bind_claim(*, message_id: int) -> Message | None:
     message to submit, with the DLT IDs of today's match, or None when another run has it
     or it was refused or held. The bind then reports with message_bind_sent or
     message_bind_failed; a message it could not finish it gives back with
-    message_bind_release.
+    messages_release.
     """
     if not _message_claim(message_id):
         return None
@@ -263,8 +263,12 @@ def message_bind_failed(
     return _send_error_handle(message, provider, error, final_attempt=True, duration_ms=duration_ms)
 
 
-def message_bind_release(*, message_ids: list[int]) -> int:
-    """Claimed messages a bind gives back unsent (`sending -> queued`, not an attempt); returns how many."""
+def messages_release(*, message_ids: list[int]) -> int:
+    """
+    Claimed messages given back unsent (`sending -> queued`, not an attempt): by a bind that
+    could not finish them, or by a batch's first attempts after its gateway failed. Returns
+    how many.
+    """
     return Message.objects.filter(id__in=message_ids, status=Status.SENDING).update(
         status=Status.QUEUED, attempts=F("attempts") - 1, updated_at=timezone.now()
     )

@@ -22,6 +22,7 @@ from delivery.deliver import (
     message_deliver,
     message_hand_over_claimed,
     messages_claim_fresh,
+    messages_release,
     messages_throughput_take,
 )
 from delivery.models import Message, Suppression
@@ -144,8 +145,11 @@ def messages_deliver_here(messages: list[Message]) -> dict[int, str]:
     The first attempts at messages messages_send stored with `deliver_here`, in order:
     those that are still queued, due and not suppressed are claimed with one statement
     (messages_claim_fresh), each of the rest goes through message_deliver_here's own claim.
-    Never raises; a claim that fails leaves them `queued` for the outbox sweep. Returns
-    what became of each, by id (message_deliver_here's outcomes).
+    Once an attempt has failed on its gateway (message_deliver_here's pause), the rest of
+    that shortcode's are given back unsent to the deliver task instead of waiting on the
+    same gateway one after another ("queued"). Never raises; a claim that fails leaves
+    them `queued` for the outbox sweep. Returns what became of each, by id
+    (message_deliver_here's outcomes).
     """
     try:
         claimed = messages_claim_fresh(messages)
@@ -161,7 +165,9 @@ def messages_deliver_here(messages: list[Message]) -> dict[int, str]:
     outcomes, record = {}, SendsRecord()
     try:
         for message in messages:
-            if message.id in claimed:
+            if message.id in claimed and _deliver_here_paused(message.shortcode):
+                outcomes[message.id] = _hand_to_deliver_task(message)
+            elif message.id in claimed:
                 paid_for = message.id in paid
                 hand_over = partial(message_hand_over_claimed, message, record=record, throughput_paid=paid_for)
                 outcomes[message.id] = _attempt_here(message, hand_over)
@@ -173,6 +179,13 @@ def messages_deliver_here(messages: list[Message]) -> dict[int, str]:
         except Exception:
             logger.exception("channel log of messages %s not written", sorted(claimed))
     return outcomes
+
+
+def _hand_to_deliver_task(message: Message) -> str:
+    """A claimed first attempt given back unsent (`sending -> queued`, not an attempt) to the deliver task."""
+    messages_release(message_ids=[message.id])
+    publish(DELIVER_TASK, message.id, queue=REPLIES_QUEUE)
+    return Status.QUEUED
 
 
 def message_deliver_here(message: Message) -> str:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from django.db import close_old_connections
 
-from delivery.deliver import message_bind_claim, message_bind_failed, message_bind_release, message_bind_sent
+from delivery.deliver import message_bind_claim, message_bind_failed, message_bind_sent, messages_release
 from delivery.models import Message
 from delivery.phones import InvalidPhoneNumber
 from delivery.providers.base import HttpExchange, WebhookBadRequest
@@ -120,7 +120,7 @@ class Bind:
         )
         if orphans:
             logger.warning("bind %s takes back %d messages left sending", self.shortcode, len(orphans))
-            message_bind_release(message_ids=orphans)
+            messages_release(message_ids=orphans)
         self._housekeeping()
 
     def _housekeeping(self) -> None:
@@ -150,7 +150,7 @@ class Bind:
         except BindLost:
             pass
         self._drop("stopped", rebind=False)
-        released = message_bind_release(message_ids=list(self.in_flight))
+        released = messages_release(message_ids=list(self.in_flight))
         if released:
             logger.info("bind %s gave back %d unsent messages", self.shortcode, released)
         self.in_flight.clear()

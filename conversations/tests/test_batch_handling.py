@@ -5,6 +5,7 @@ phone or send meets leaves the rest of the batch alone.
 """
 
 import pytest
+from celery.signals import task_prerun
 from freezegun import freeze_time
 
 from commands.services import REGISTRY_VERSION_KEY, registry_pinned, shortcode_get
@@ -209,3 +210,48 @@ def test_a_batch_takes_the_shortcodes_throughput_at_once_when_the_bucket_has_it(
         if left:
             assert token_bucket_wait(f"mps:{SHORTCODE}", rate=10, cost=left) == 0
         assert token_bucket_wait(f"mps:{SHORTCODE}", rate=10, cost=1) > 0
+
+
+def test_after_a_gateway_failure_the_rest_of_the_batch_goes_to_the_deliver_task(
+    gateway, django_capture_on_commit_callbacks
+):
+    # given: the gateway fails the batch's first send
+    gateway.script = [FakeResponse(503, "busy"), *(FakeResponse(200, {"id": f"gw-{n}"}) for n in range(3))]
+    messages = [stored(phone, "2") for phone in PHONES[:3]]
+    tasks = []
+    task_prerun.connect(note := lambda sender=None, args=None, **kw: tasks.append(args[0]), weak=False)
+    try:
+        # when
+        with django_capture_on_commit_callbacks(execute=True):
+            outcomes = inbound_batch_handle(message_ids=[m.id for m in messages])
+    finally:
+        task_prerun.disconnect(note)
+    # then: the others are not tried here on the failing gateway, each is sent once by its task
+    replies = [reply_of(m) for m in messages]
+    assert tasks == [reply.id for reply in replies]
+    assert [(r.status, r.attempts) for r in replies] == [("sent", 2), ("sent", 1), ("sent", 1)]
+    assert len(gateway.requests) == 4
+    assert sorted(outcomes.replies) == sorted(m.id for m in messages)
+
+
+def test_a_batch_hands_back_what_it_did_not_reach_in_half_its_locks_time(gateway, settings, monkeypatch):
+    from conversations import handling
+
+    # given: handlers that take 10 s each, under phone locks of 30 s
+    settings.PHONE_LOCK_SECONDS = 30
+    messages = [stored(phone, "2") for phone in PHONES[:3]]
+    real_step = handling.conversation_step
+    with freeze_time() as clock:
+
+        def slow_step(**kwargs):
+            clock.tick(10)
+            return real_step(**kwargs)
+
+        monkeypatch.setattr(handling, "conversation_step", slow_step)
+        # when
+        handled = inbound_batch_handle(message_ids=[m.id for m in messages])
+    # then: two answered within 15 s; the third handed back untouched, for its own task
+    assert sorted(handled.replies) == [messages[0].id, messages[1].id]
+    assert handled.busy == [messages[2].id]
+    messages[2].refresh_from_db()
+    assert messages[2].status == Status.RECEIVED
