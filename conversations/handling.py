@@ -75,9 +75,9 @@ def inbound_batch_handle(*, message_ids: list[int]) -> InboundBatch:
     order, still under the locks (messages_deliver_here), so a phone's replies leave in
     order.
     """
-    rows = Message.objects.filter(id__in=message_ids, direction=Direction.INBOUND, status=Status.RECEIVED)
-    phones = set(rows.values_list("shortcode", "phone"))
-    lock_keys = {f"phone:{shortcode}:{phone}": (shortcode, phone) for shortcode, phone in phones}
+    received = Message.objects.filter(id__in=message_ids, direction=Direction.INBOUND, status=Status.RECEIVED)
+    rows = list(received.order_by("id").values_list("id", "shortcode", "phone"))
+    lock_keys = {f"phone:{shortcode}:{phone}": (shortcode, phone) for _, shortcode, phone in rows}
     taken = locks_acquire(sorted(lock_keys), timeout=settings.PHONE_LOCK_SECONDS)
     deadline = time.monotonic() + settings.PHONE_LOCK_SECONDS / 2
     replies, left = {}, set()
@@ -90,8 +90,7 @@ def inbound_batch_handle(*, message_ids: list[int]) -> InboundBatch:
                 replies, left = _inbound_answers_handle(_pending(locked, up_to=max(message_ids)), deadline=deadline)
     finally:
         locks_release(taken)
-    busy_ids = [i for i, *pair in rows.values_list("id", "shortcode", "phone") if tuple(pair) in busy] if busy else []
-    busy_ids += [i for i in message_ids if i in left]
+    busy_ids = [i for i, shortcode, phone in rows if (shortcode, phone) in busy or i in left]
     return InboundBatch(replies={i: replies[i] for i in message_ids if i in replies}, busy=busy_ids)
 
 

@@ -8,12 +8,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from delivery.channel_log import channel_log_exchanges, channel_log_sends
@@ -98,24 +98,18 @@ def messages_claim_fresh(messages: list[Message]) -> set[int]:
     if not attempts:
         return set()
     now = timezone.now()
-    # suppression_get's rule: the shortcode's own opt-out or an all-shortcodes one.
-    opted_out = Suppression.objects.filter(
-        Q(shortcode=OuterRef("shortcode")) | Q(shortcode=""), phone=OuterRef("phone")
-    )
     with transaction.atomic():
         due = (
-            Message.objects.select_for_update(of=("self",))
-            .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-            .filter(id__in=attempts, direction=Direction.OUTBOUND, status=Status.QUEUED)
+            _claimable(now)
+            .select_for_update(of=("self",))
+            .filter(id__in=attempts)
             .exclude(provider__in=_bind_provider_slugs())
-            .exclude(Exists(opted_out))
+            .exclude(Exists(_opted_out(phone=OuterRef("phone"), shortcode=OuterRef("shortcode"))))
             .values_list("id", "attempts")
         )
         claimed = {message_id for message_id, count in due if attempts[message_id] == count}
         if claimed:
-            Message.objects.filter(id__in=claimed).update(
-                status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now
-            )
+            _claim(Message.objects.filter(id__in=claimed), now)
     for message in messages:
         if message.id in claimed:
             message.status, message.attempts = Status.SENDING, message.attempts + 1
@@ -141,18 +135,17 @@ def messages_throughput_take(messages: list[Message]) -> set[int]:
     others (a bucket short of tokens, or a batch costing more than the bucket can hold)
     each take their own as they are sent.
     """
-    groups: dict[tuple[str, float, bool], list[Message]] = {}
+    groups: dict[tuple[str, float, float], list[Message]] = {}
     for message in messages:
-        options = SendOptions.from_json(message.provider_options)
-        if options.max_mps:
-            groups.setdefault((message.shortcode, float(options.max_mps), options.bulk), []).append(message)
+        bucket = _throughput_bucket(message, SendOptions.from_json(message.provider_options))
+        if bucket is not None:
+            groups.setdefault(bucket, []).append(message)
     paid: set[int] = set()
-    for (shortcode, rate, bulk), group in groups.items():
+    for (key, rate, floor), group in groups.items():
         cost = sum(max(message.segments, 1) for message in group)
-        floor = rate * settings.BULK_REPLY_RESERVE if bulk else 0.0
         # token_bucket_wait charges a cost over what the bucket holds as that much: not a batch's to use.
         affordable = cost <= max(rate, 1.0) - floor
-        if affordable and not token_bucket_wait(f"mps:{shortcode}", rate=rate, cost=cost, floor=floor):
+        if affordable and not token_bucket_wait(key, rate=rate, cost=cost, floor=floor):
             paid.update(message.id for message in group)
     return paid
 
@@ -292,23 +285,31 @@ def _message_claim(
     is given and its number is on the suppression list for its shortcode.
     """
     now = timezone.now()
-    due = Message.objects.filter(
-        Q(send_after__isnull=True) | Q(send_after__lte=now),
-        id=message_id,
-        direction=Direction.OUTBOUND,
-        status=Status.QUEUED,
-    )
+    due = _claimable(now).filter(id=message_id)
     if attempts is not None:
         due = due.filter(attempts=attempts)
     if unless_suppressed is not None:
-        # suppression_get's rule: the shortcode's own opt-out or an all-shortcodes one.
-        opted_out = Suppression.objects.filter(
-            phone=unless_suppressed.phone, shortcode__in=[unless_suppressed.shortcode, ""]
-        )
-        due = due.exclude(Exists(opted_out))
+        due = due.exclude(Exists(_opted_out(phone=unless_suppressed.phone, shortcode=unless_suppressed.shortcode)))
     if exclude_providers:
         due = due.exclude(provider__in=exclude_providers)
-    return bool(due.update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now))
+    return bool(_claim(due, now))
+
+
+def _claimable(now: datetime) -> QuerySet[Message]:
+    """Outbound messages a claim may take now: `queued` and due."""
+    return Message.objects.filter(
+        Q(send_after__isnull=True) | Q(send_after__lte=now), direction=Direction.OUTBOUND, status=Status.QUEUED
+    )
+
+
+def _opted_out(*, phone, shortcode) -> QuerySet[Suppression]:
+    """suppression_get's rule, for values or OuterRefs: the shortcode's own opt-out or an all-shortcodes one."""
+    return Suppression.objects.filter(Q(shortcode=shortcode) | Q(shortcode=""), phone=phone)
+
+
+def _claim(due: QuerySet[Message], now: datetime) -> int:
+    """`queued -> sending` for `due`, counting the attempt; how many were claimed."""
+    return due.update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=None, updated_at=now)
 
 
 def _send_rules_recheck(message: Message, options: SendOptions, *, suppression_checked: bool = False) -> str | None:
@@ -372,17 +373,23 @@ def _throughput_take(message: Message, options: SendOptions) -> None:
     aggregator charges and paces); RetryLater when it is spent. A batch's message leaves
     settings.BULK_REPLY_RESERVE of the bucket to replies, which take it all.
     """
-    if not options.max_mps:
+    bucket = _throughput_bucket(message, options)
+    if bucket is None:
         return
-    rate = float(options.max_mps)
-    floor = rate * settings.BULK_REPLY_RESERVE if options.bulk else 0.0
-    wait = token_bucket_take(f"mps:{message.shortcode}", rate=rate, cost=max(message.segments, 1), floor=floor)
+    key, rate, floor = bucket
+    wait = token_bucket_take(key, rate=rate, cost=max(message.segments, 1), floor=floor)
     if wait:
         # Over the shortcode's throughput: back in the queue, not dropped, and not an attempt.
-        Message.objects.filter(id=message.id, status=Status.SENDING).update(
-            status=Status.QUEUED, attempts=F("attempts") - 1, updated_at=timezone.now()
-        )
+        messages_release(message_ids=[message.id])
         raise RetryLater(wait, THROTTLED)
+
+
+def _throughput_bucket(message: Message, options: SendOptions) -> tuple[str, float, float] | None:
+    """The shortcode's token bucket a send spends from: (key, rate, floor left to replies); None when unlimited."""
+    if not options.max_mps:
+        return None
+    rate = float(options.max_mps)
+    return f"mps:{message.shortcode}", rate, rate * settings.BULK_REPLY_RESERVE if options.bulk else 0.0
 
 
 def _outbound_sms(message: Message, options: SendOptions) -> OutboundSMS:
@@ -470,19 +477,11 @@ def retry_countdown(attempts: int, retry_after: float | None) -> float:
 
 
 def _send_success_record(message: Message, result: SendResult) -> None:
-    """Store the provider's id, log the calls, and apply the reports that arrived before the id."""
-    provider_message_id = result.provider_message_id[:100]
+    """Store the provider's id, log the calls, and apply the reports that arrived before the id: SendsRecord for one."""
+    record = SendsRecord()
     with transaction.atomic():
-        _sent_mark(message.id, provider_message_id)
-        channel_log_exchanges(provider=message.provider, message_id=message.id, exchanges=result.exchanges)
-        # Most sends find no report waiting for their id: one indexed look before the full rule.
-        waiting = DeliveryReport.objects.filter(
-            message__isnull=True, provider=message.provider, provider_message_id=provider_message_id
-        )
-        if waiting.exists():
-            delivery_reports_apply_pending(
-                message_id=message.id, provider=message.provider, provider_message_id=provider_message_id
-            )
+        record.sent(message, result)
+        record.flush()
 
 
 @cache
